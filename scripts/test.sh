@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration and e2e (the e2e tests drive the real `cell` command).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ ! -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ]; then
+  npm ci
+fi
+npm run build --silent
+files=$(find test -name '*.test.ts' | sort)
+exec node --test --test-concurrency=2 --import tsx $files

@@ -1,0 +1,48 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ApiClient, DaemonNotRunningError, cellHomePaths, type StatusView } from '../api/index.js';
+
+export function daemonEntry(): string {
+  return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
+}
+
+async function isUp(api: ApiClient): Promise<boolean> {
+  try {
+    await api.get<StatusView>('/v1/status', { timeoutMs: 2000 });
+    return true;
+  } catch (err) {
+    if (err instanceof DaemonNotRunningError) return false;
+    throw err;
+  }
+}
+
+/**
+ * Starts the background daemon for `home` unless one answers already. The daemon is detached
+ * (its own session) with its output in logs/daemon.out, so it outlives this command.
+ */
+export async function ensureDaemon(home: string, gatewayPort: number, onProgress: (line: string) => void): Promise<{ started: boolean }> {
+  const paths = cellHomePaths(home);
+  const api = new ApiClient(paths.socket);
+  if (await isUp(api)) return { started: false };
+  mkdirSync(paths.logs, { recursive: true });
+  onProgress(`starting the cell daemon for ${home}`);
+  const out = openSync(paths.daemonOut, 'a');
+  const child = spawn(process.execPath, [daemonEntry(), '--home', home, '--gateway-port', String(gatewayPort)], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, CELL_HOME: home },
+  });
+  closeSync(out);
+  let exited: number | null = null;
+  child.on('exit', (code) => (exited = code ?? 1));
+  child.unref();
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (existsSync(paths.socket) && (await isUp(api))) return { started: true };
+    if (exited !== null) break;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const tail = existsSync(paths.daemonOut) ? readFileSync(paths.daemonOut, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
+  throw new Error(`the cell daemon did not start${exited !== null ? ` (exit code ${exited})` : ' within 30s'}${tail ? `: ${tail}` : ''}; see ${paths.daemonLog}`);
+}

@@ -1,0 +1,378 @@
+import { Command, Option } from 'commander';
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
+import type { CellView, EventView, HealthView, InstanceView, PruneResult, StatusView, ApplyResult } from '../api/index.js';
+import { renderTable, formatAge, formatBytes } from './table.js';
+
+/** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
+class CliError extends Error {
+  override name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+interface GlobalOptions {
+  file?: string;
+  home?: string;
+}
+
+const program = new Command();
+program
+  .name('cell')
+  .description('Run a mesh of services (cells): dependency-ordered start, health checks, restarts, graceful stop.')
+  .option('-f, --file <path>', 'manifest file (default ./cell.yaml)')
+  .option('--home <dir>', 'state directory (default $CELL_HOME or ~/.cell)')
+  .showHelpAfterError('(run `cell --help` for usage)');
+
+function globals(): GlobalOptions {
+  return program.opts<GlobalOptions>();
+}
+
+function home(): string {
+  return resolveCellHome(globals().home);
+}
+
+function api(): ApiClient {
+  return new ApiClient(cellHomePaths(home()).socket);
+}
+
+function manifestPath(): string {
+  return resolve(globals().file ?? 'cell.yaml');
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+const isTty = process.stderr.isTTY === true;
+let lastProgress = '';
+/** A progress line on stderr: rewritten in place on a terminal, printed on change otherwise. */
+function progress(line: string): void {
+  if (line === lastProgress) return;
+  lastProgress = line;
+  if (isTty) process.stderr.write(`\r\x1b[2K${line}`);
+  else process.stderr.write(`${line}\n`);
+}
+function endProgress(): void {
+  if (isTty && lastProgress) process.stderr.write('\r\x1b[2K');
+  lastProgress = '';
+}
+
+function parsePositiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a non-negative integer, got "${value}"`, 2);
+    return n;
+  };
+}
+
+function parseDurationMs(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!m) throw new CliError(`--timeout must be a duration like 30s or 2m, got "${value}"`, 2);
+  const n = Number(m[1]);
+  return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
+}
+
+// ------------------------------------------------------------------ lifecycle
+
+program
+  .command('init')
+  .description('write a commented starter cell.yaml in this folder')
+  .option('--force', 'overwrite an existing file')
+  .action(async (opts: { force?: boolean }) => {
+    const file = manifestPath();
+    if (existsSync(file) && !opts.force) throw new CliError(`${file} already exists (use --force to overwrite)`, 2);
+    const { STARTER_MANIFEST } = await import('./starter.js');
+    writeFileSync(file, STARTER_MANIFEST);
+    process.stdout.write(`wrote ${file}; start it with \`cell up\`\n`);
+  });
+
+program
+  .command('up')
+  .description('start the daemon if needed, apply the manifest, and wait until every cell is healthy')
+  .option('--foreground', 'run the daemon in this process (Ctrl-C stops the mesh)')
+  .option('--timeout <duration>', 'how long to wait for every cell to be healthy', '120s')
+  .option('--no-wait', 'return once the manifest is applied')
+  .action(async (opts: { foreground?: boolean; timeout: string; wait: boolean }) => {
+    const timeoutMs = parseDurationMs(opts.timeout);
+    const file = manifestPath();
+    const t0 = Date.now();
+    // Validate here first: a bad manifest must not even start a daemon, and the error names the line.
+    const { loadManifest } = await import('../manifest/index.js');
+    let mesh;
+    try {
+      mesh = loadManifest(file);
+    } catch (err) {
+      throw new CliError((err as Error).message, 2);
+    }
+    const cellHome = home();
+    let stopped: Promise<void> | null = null;
+    if (opts.foreground) {
+      const { runDaemon } = await import('../daemon/index.js');
+      const running = await runDaemon({ home: cellHome, gatewayPort: mesh.gateway.port, foreground: true });
+      stopped = running.stopped;
+    } else {
+      const { ensureDaemon } = await import('./daemon-control.js');
+      await ensureDaemon(cellHome, mesh.gateway.port, progress);
+    }
+    const client = api();
+    progress(`applying ${file}`);
+    const applied = await client.post<ApplyResult>('/v1/apply', { file });
+    if (opts.wait) await waitHealthy(client, applied.cells, timeoutMs);
+    endProgress();
+    const status = await client.get<StatusView>('/v1/status');
+    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+    process.stdout.write(
+      `mesh up: ${applied.cells.length} cell${applied.cells.length === 1 ? '' : 's'} ${opts.wait ? 'healthy' : 'applied'} in ${seconds}s` +
+        (status.daemon.gateway ? `; gateway ${status.daemon.gateway}` : '') +
+        '\n',
+    );
+    if (stopped) {
+      process.stdout.write('running in the foreground; Ctrl-C stops the mesh\n');
+      await stopped;
+      process.exit(0);
+    }
+  });
+
+async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const wanted = new Set(cells);
+  for (;;) {
+    const status = await client.get<StatusView>('/v1/status');
+    const app = status.cells.filter((c) => wanted.has(c.name));
+    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
+    if (notReady.length === 0) return;
+    const failed = notReady.filter((c) => c.state === 'failed');
+    if (failed.length > 0) {
+      endProgress();
+      throw new CliError(`cells failed: ${failed.map((c) => `${c.name} (${c.reason ?? 'failed'})`).join('; ')}; see \`cell logs <cell>\``);
+    }
+    const summary = notReady.slice(0, 4).map((c) => `${c.name} ${c.state}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
+    progress(`waiting: ${app.length - notReady.length}/${app.length} cells healthy; ${summary.join(', ')}${notReady.length > 4 ? ', ...' : ''}`);
+    if (Date.now() >= deadline) {
+      endProgress();
+      throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map((c) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`).join('; ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+program
+  .command('down')
+  .description('stop every cell (dependents first, kernel last) and the daemon')
+  .action(async () => {
+    const client = api();
+    progress('stopping the mesh (dependents first)');
+    try {
+      const result = await client.post<{ stopped: string[] }>('/v1/down', {}, { timeoutMs: 600_000 });
+      endProgress();
+      process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
+    } catch (err) {
+      endProgress();
+      if (err instanceof DaemonNotRunningError) {
+        process.stdout.write('mesh already down (no daemon running)\n');
+        return;
+      }
+      throw err;
+    }
+    // The daemon exits right after answering; wait until its socket is gone.
+    const socket = cellHomePaths(home()).socket;
+    for (let i = 0; i < 100 && existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+  });
+
+program
+  .command('restart [cell]')
+  .description('restart one cell, or every cell in dependency order (state and counters are kept)')
+  .action(async (cell?: string) => {
+    const result = await api().post<{ restarted: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 });
+    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}\n`);
+  });
+
+program
+  .command('scale <cell> <instances>')
+  .description('set the number of instances of a cell')
+  .action(async (cell: string, instances: string) => {
+    const n = parsePositiveInt('instances')(instances);
+    await api().post('/v1/scale', { cell, instances: n });
+    process.stdout.write(`${cell} scaled to ${n} instance${n === 1 ? '' : 's'}\n`);
+  });
+
+program
+  .command('prune')
+  .description('stop instances of cells that are no longer in the manifest')
+  .option('--dry-run', 'only show what would be stopped')
+  .option('--json', 'print JSON')
+  .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+    const result = await api().post<PruneResult>('/v1/prune', { dry_run: opts.dryRun === true }, { timeoutMs: 600_000 });
+    if (opts.json) return printJson(result);
+    if (result.instances.length === 0) return void process.stdout.write('nothing to prune\n');
+    const verb = result.dry_run ? 'would stop' : 'stopped';
+    for (const i of result.instances) process.stdout.write(`${verb} ${i.cell}.${i.instance}${i.pid ? ` (pid ${i.pid})` : ''}\n`);
+  });
+
+// ------------------------------------------------------------------ reading
+
+const STATE_MARK: Record<string, string> = { ready: '●', launching: '◐', paused: '⏸', backoff: '↻', failed: '✗', draining: '◌', stopped: '○', waiting: '…' };
+
+program
+  .command('status')
+  .description('show every cell: state, instances, pids, version and whether it is outdated')
+  .option('-v, --verbose', 'show each instance and the reason for its state')
+  .option('--json', 'print JSON: {daemon: {pid, version, uptime}, cells: [...]}')
+  .action(async (opts: { verbose?: boolean; json?: boolean }) => {
+    const status = await api().get<StatusView>(`/v1/status${opts.verbose ? '?verbose=1' : ''}`);
+    if (opts.json) return printJson(status);
+    const d = status.daemon;
+    process.stdout.write(`daemon pid ${d.pid}, cell ${d.version}, up ${d.uptime}s${d.gateway ? `, gateway ${d.gateway}` : ''}${d.manifest ? `\nmanifest ${d.manifest}` : ''}\n\n`);
+    const rows = status.cells.map((c: CellView) => [
+      c.name,
+      c.kind,
+      `${STATE_MARK[c.state] ?? ' '} ${c.state}`,
+      `${c.ready}/${c.instances}`,
+      c.pids.length ? c.pids.join(',') : '-',
+      c.version.slice(0, 12) || '-',
+      c.outdated ? '⚠ Update Available' : '✓ Latest',
+      c.restarts,
+      c.reason ?? '',
+    ]);
+    process.stdout.write(renderTable(['CELL', 'KIND', 'STATE', 'READY', 'PID', 'VERSION', 'OUTDATED', 'RESTARTS', 'REASON'], rows) + '\n');
+    if (opts.verbose) {
+      for (const c of status.cells) {
+        for (const i of c.instance_list ?? []) {
+          process.stdout.write(`  ${c.name}.${i.instance}  pid ${i.pid ?? '-'}  port ${i.port ?? '-'}  ${i.state}  health ${i.health}${i.health_detail ? ` (${i.health_detail})` : ''}  restarts ${i.restarts}  since ${formatAge(i.started_at)}${i.reason ? `  ${i.reason}` : ''}\n`);
+        }
+      }
+    }
+  });
+
+program
+  .command('ps')
+  .description('list every instance: pid, port, state, health, restarts')
+  .option('--json', 'print JSON: [{cell, instance, pid, port, state, health, restarts, version, started_at}]')
+  .action(async (opts: { json?: boolean }) => {
+    const list = await api().get<InstanceView[]>('/v1/ps');
+    if (opts.json) {
+      return printJson(list.map((i) => ({ cell: i.cell, instance: i.instance, pid: i.pid, port: i.port, state: i.state, health: i.health, restarts: i.restarts, version: i.version, started_at: i.started_at })));
+    }
+    const rows = list.map((i) => [`${i.cell}.${i.instance}`, i.pid ?? '-', i.port ?? '-', i.state, i.health, i.restarts, i.version.slice(0, 12), formatAge(i.started_at)]);
+    process.stdout.write(renderTable(['INSTANCE', 'PID', 'PORT', 'STATE', 'HEALTH', 'RESTARTS', 'VERSION', 'UPTIME'], rows) + '\n');
+  });
+
+program
+  .command('health [cell]')
+  .description('show the last health check of every instance (or of one cell)')
+  .option('--json', 'print JSON')
+  .action(async (cell: string | undefined, opts: { json?: boolean }) => {
+    const list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
+    if (opts.json) return printJson(list);
+    const rows = list.map((h) => [`${h.cell}.${h.instance}`, h.state, h.health, h.level, h.checked_at ? formatAge(h.checked_at) + ' ago' : '-', h.detail ?? '']);
+    process.stdout.write(renderTable(['INSTANCE', 'STATE', 'HEALTH', 'CHECK', 'CHECKED', 'DETAIL'], rows) + '\n');
+    if (list.some((h) => h.health === 'failing' || h.state === 'failed')) process.exitCode = 1;
+  });
+
+program
+  .command('events [cell]')
+  .description('show the recorded state transitions (oldest first)')
+  .option('--json', 'print JSON')
+  .action(async (cell: string | undefined, opts: { json?: boolean }) => {
+    const list = await api().get<EventView[]>(`/v1/events${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
+    if (opts.json) return printJson(list);
+    for (const e of list) process.stdout.write(`${e.at}  ${e.cell}.${e.instance}  ${e.from ?? '-'} -> ${e.to}${e.pid ? `  pid ${e.pid}` : ''}${e.reason ? `  ${e.reason}` : ''}\n`);
+  });
+
+program
+  .command('logs <cell>')
+  .description("print a cell's logs (every instance, prefixed when more than one)")
+  .option('-n, --lines <n>', 'lines from the end of each instance log', '50')
+  .option('--follow', 'keep printing new lines')
+  .action(async (cell: string, opts: { lines: string; follow?: boolean }) => {
+    const n = parsePositiveInt('-n')(opts.lines);
+    const abort = new AbortController();
+    process.on('SIGINT', () => abort.abort());
+    await api().stream(`/v1/logs?cell=${encodeURIComponent(cell)}&n=${n}${opts.follow ? '&follow=1' : ''}`, (text) => process.stdout.write(text), abort.signal);
+  });
+
+program
+  .command('graph')
+  .description('show the dependency graph')
+  .addOption(new Option('--format <format>', 'text, dot or mermaid').choices(['text', 'dot', 'mermaid']).default('text'))
+  .option('--json', 'print JSON')
+  .action(async (opts: { format: string; json?: boolean }) => {
+    const result = await api().get<{ format: string; graph: string }>(`/v1/graph?format=${opts.format}`);
+    if (opts.json) return printJson(result);
+    process.stdout.write(result.graph.endsWith('\n') ? result.graph : result.graph + '\n');
+  });
+
+program
+  .command('top')
+  .description('live view of every instance: state, CPU, memory, restarts (q or Ctrl-C quits)')
+  .option('--interval <ms>', 'refresh interval in ms', '1000')
+  .option('--once', 'print one frame and exit')
+  .action(async (opts: { interval: string; once?: boolean }) => {
+    const interval = parsePositiveInt('--interval')(opts.interval) || 1000;
+    const client = api();
+    let previous = new Map<string, { cpuMs: number; at: number }>();
+    const frame = async (): Promise<string> => {
+      const list = await client.get<(InstanceView & { cpu_ms: number | null; rss_bytes: number | null })[]>('/v1/ps?usage=1');
+      const now = Date.now();
+      const next = new Map<string, { cpuMs: number; at: number }>();
+      const rows = list.map((i) => {
+        const key = `${i.cell}.${i.instance}`;
+        let cpu = '-';
+        if (i.cpu_ms !== null) {
+          next.set(key, { cpuMs: i.cpu_ms, at: now });
+          const prev = previous.get(key);
+          if (prev && now > prev.at) cpu = `${(((i.cpu_ms - prev.cpuMs) / (now - prev.at)) * 100).toFixed(1)}%`;
+        }
+        return [key, i.pid ?? '-', `${STATE_MARK[i.state] ?? ' '} ${i.state}`, i.health, cpu, i.rss_bytes === null ? '-' : formatBytes(i.rss_bytes), i.restarts, formatAge(i.started_at, now)];
+      });
+      previous = next;
+      return `cell top — ${new Date(now).toLocaleTimeString()} — ${list.length} instances (q quits)\n\n` + renderTable(['INSTANCE', 'PID', 'STATE', 'HEALTH', 'CPU', 'MEM', 'RESTARTS', 'UPTIME'], rows) + '\n';
+    };
+    if (opts.once) return void process.stdout.write(await frame());
+    const out = process.stdout;
+    out.write('\x1b[?25l');
+    let running = true;
+    const quit = () => {
+      running = false;
+      out.write('\x1b[?25h\n');
+      process.exit(0);
+    };
+    process.on('SIGINT', quit);
+    if (process.stdin.isTTY) {
+      process.stdin.setRawMode(true);
+      process.stdin.on('data', (d) => (d.toString() === 'q' || d[0] === 3 ? quit() : undefined));
+    }
+    while (running) {
+      const text = await frame().catch((err: Error) => `cell top: ${err.message}\n`);
+      out.write(`\x1b[H\x1b[2J${text}`);
+      await new Promise((r) => setTimeout(r, interval));
+    }
+  });
+
+// ------------------------------------------------------------------ run
+
+function reportError(err: unknown): never {
+  endProgress();
+  if (err instanceof CliError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  if (err instanceof ApiError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(err.status >= 400 && err.status < 500 ? 2 : 1);
+  }
+  if (err instanceof DaemonNotRunningError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(3);
+  }
+  process.stderr.write(`cell: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}
+
+program.parseAsync(process.argv).catch(reportError);

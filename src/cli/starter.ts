@@ -1,0 +1,37 @@
+/** The commented starter manifest that `cell init` writes. */
+export const STARTER_MANIFEST = `# cell.yaml: the cells of this mesh. Run \`cell up\` in this folder to start them.
+# Every instance gets PORT (a free port), CELL_NAME, CELL_INSTANCE and CELL_HOME in its environment.
+
+# gateway:
+#   port: 8080            # the HTTP gateway routes /{cell}/... to ready instances (0 = any free port)
+
+cells:
+  db:
+    # A command line, run as /bin/sh -c "exec <run>": $PORT expands, the pid is the program's own.
+    run: python3 -m http.server $PORT --bind 127.0.0.1
+    health:
+      tcp: {}             # the port accepts connections (port defaults to $PORT)
+      interval: 2s
+
+  api:
+    run: node -e "require('http').createServer((q,s)=>s.end('api ok\\\\n')).listen(process.env.PORT)"
+    depends_on: [db]      # starts once every db instance is healthy; paused while db is down
+    instances: 2
+    health:
+      http: { path: / }   # 2xx on GET http://127.0.0.1:$PORT/
+      interval: 1s
+      timeout: 500ms
+      retries: 3          # failed probes in a row before a restart
+      grace: 30s          # time allowed to become healthy after a start
+    restart:
+      policy: always      # always | on-failure | never
+      backoff: 2s         # first restart is immediate, then 2s, 4s, 8s...
+      max_backoff: 60s
+      max_retries: 5      # consecutive failures before the cell is marked failed
+    stop:
+      signal: SIGTERM     # then SIGTERM after timeout, SIGKILL after kill_after
+      timeout: 5s
+      kill_after: 2s
+    # source: ["src/**/*.js"]   # files hashed (BLAKE3) into the version shown by \`cell status\`
+    # build: npm run build      # run before start when the version changed
+`;

@@ -1,0 +1,203 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { chmodSync, unlinkSync, existsSync } from 'node:fs';
+import { readLastLines, followFile } from '../supervisor/index.js';
+import { GRAPH_FORMATS, type GraphFormat } from '../graph/index.js';
+import type { Daemon } from './daemon.js';
+import { BadRequestError } from './errors.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Record<string, unknown>) => Promise<unknown> | unknown;
+
+const MAX_BODY = 1024 * 1024;
+
+function statusOf(err: unknown): number {
+  const name = err instanceof Error ? err.name : '';
+  if (name === 'UnknownCellError') return 404;
+  if (['ManifestError', 'BadRequestError', 'TypeError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
+  return 500;
+}
+
+function errorBody(err: unknown): { error: Record<string, unknown> } {
+  if (err instanceof Error) {
+    const withJson = err as unknown as { toJSON?: () => Record<string, unknown> };
+    const json = typeof withJson.toJSON === 'function' ? withJson.toJSON() : {};
+    return { error: { ...json, name: err.name, message: err.message } };
+  }
+  return { error: { name: 'Error', message: String(err) } };
+}
+
+function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new BadRequestError(`request body over ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (!text) return resolve({});
+      try {
+        const parsed = JSON.parse(text);
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+        resolve(parsed);
+      } catch {
+        reject(new BadRequestError('request body is not a JSON object'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function stringField(body: Record<string, unknown>, field: string, required: true): string;
+function stringField(body: Record<string, unknown>, field: string, required?: false): string | undefined;
+function stringField(body: Record<string, unknown>, field: string, required = false): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) {
+    if (required) throw new BadRequestError(`missing field "${field}"`, field);
+    return undefined;
+  }
+  if (typeof value !== 'string') throw new BadRequestError(`field "${field}" must be a string, got ${typeof value}`, field);
+  return value;
+}
+
+/**
+ * The daemon API: HTTP/JSON on a unix socket (mode 0600) in `$CELL_HOME/run/`. Every route
+ * answers JSON; errors are `{ error: { name, message, ...fields } }` with a 4xx/5xx status, and a
+ * bad request never changes state.
+ */
+export class ApiServer {
+  private server: Server | null = null;
+  private readonly routes = new Map<string, Handler>();
+  /** Called once `cell down` has answered: the process exits then. */
+  onShutdown: () => void = () => {};
+
+  constructor(private readonly daemon: Daemon) {
+    const d = daemon;
+    this.routes.set('GET /v1/status', (_q, _r, url) => d.status(url.searchParams.get('verbose') === '1'));
+    this.routes.set('GET /v1/ps', (_q, _r, url) => d.ps(url.searchParams.get('usage') === '1'));
+    this.routes.set('GET /v1/health', (_q, _r, url) => d.health(url.searchParams.get('cell') ?? undefined));
+    this.routes.set('GET /v1/events', (_q, _r, url) => {
+      const since = url.searchParams.get('since');
+      return d.eventsView(url.searchParams.get('cell') ?? undefined, since ? Date.parse(since) : undefined);
+    });
+    this.routes.set('GET /v1/graph', (_q, _r, url) => {
+      const format = (url.searchParams.get('format') ?? 'text') as GraphFormat;
+      if (!GRAPH_FORMATS.includes(format)) throw new BadRequestError(`unknown graph format "${format}" (use ${GRAPH_FORMATS.join(', ')})`, 'format');
+      return { format, graph: d.renderGraph(format) };
+    });
+    this.routes.set('GET /v1/endpoints', async (_q, _r, url) => {
+      const after = Number(url.searchParams.get('after') ?? '-1');
+      const waitMs = Math.min(Number(url.searchParams.get('wait') ?? '0'), 60_000);
+      if (waitMs > 0) await d.waitEndpoints(after, waitMs);
+      return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()) };
+    });
+    this.routes.set('POST /v1/apply', (_q, _r, _u, body) => d.apply(stringField(body, 'file', true)));
+    this.routes.set('POST /v1/scale', (_q, _r, _u, body) => {
+      const instances = body.instances;
+      if (typeof instances !== 'number') throw new BadRequestError('field "instances" must be a number', 'instances');
+      return d.scale(stringField(body, 'cell', true), instances);
+    });
+    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => d.restart(stringField(body, 'cell')));
+    this.routes.set('POST /v1/prune', async (_q, _r, _u, body) => {
+      const dryRun = body.dry_run === true;
+      const victims = await d.prune(dryRun);
+      return { dry_run: dryRun, instances: victims.map((v) => ({ cell: v.cell, instance: v.index, pid: v.pid })) };
+    });
+    this.routes.set('POST /v1/down', async () => {
+      const stopped = await d.shutdown();
+      setImmediate(() => this.onShutdown());
+      return { stopped };
+    });
+    this.routes.set('GET /v1/logs', (req, res, url) => this.logs(req, res, url));
+  }
+
+  private async logs(req: IncomingMessage, res: ServerResponse, url: URL): Promise<undefined> {
+    const cell = url.searchParams.get('cell');
+    if (!cell) throw new BadRequestError('missing query parameter "cell"', 'cell');
+    const n = Number(url.searchParams.get('n') ?? '50');
+    if (!Number.isInteger(n) || n < 0) throw new BadRequestError(`-n must be a non-negative integer, got "${url.searchParams.get('n')}"`, 'n');
+    const files = this.daemon.instanceLogFiles(cell);
+    const prefix = (i: number) => (files.length > 1 ? `[${cell}.${i}] ` : '');
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    for (const { instance, file } of files) {
+      if (!existsSync(file)) continue;
+      for (const line of readLastLines(file, n)) res.write(`${prefix(instance)}${line}\n`);
+    }
+    if (url.searchParams.get('follow') !== '1') {
+      res.end();
+      return undefined;
+    }
+    const abort = new AbortController();
+    req.on('close', () => abort.abort());
+    res.on('close', () => abort.abort());
+    await Promise.all(
+      files.map(({ instance, file }) => {
+        let partial = '';
+        return followFile(file, (chunk: string | Buffer) => {
+          const text = partial + chunk.toString();
+          const lines = text.split('\n');
+          partial = lines.pop() ?? '';
+          for (const line of lines) res.write(`${prefix(instance)}${line}\n`);
+        }, abort.signal);
+      }),
+    ).catch(() => {});
+    res.end();
+    return undefined;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://cell');
+    const route = this.routes.get(`${req.method} ${url.pathname}`);
+    try {
+      if (!route) {
+        const e = new BadRequestError(`no such API route: ${req.method} ${url.pathname}`);
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody(e)));
+        return;
+      }
+      const body = req.method === 'POST' ? await readBody(req) : {};
+      const result = await route(req, res, url, body);
+      if (result === undefined && res.headersSent) return;
+      const text = JSON.stringify(result ?? {});
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+    } catch (err) {
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      const status = statusOf(err);
+      if (status >= 500) this.daemon.log.error({ err: String(err), route: `${req.method} ${url.pathname}` }, 'API error');
+      const text = JSON.stringify(errorBody(err));
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+    }
+  }
+
+  listen(socket: string): Promise<void> {
+    if (existsSync(socket)) unlinkSync(socket);
+    const server = createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 1000;
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      // Created 0600 from the start: no window in which another user could connect.
+      const oldMask = process.umask(0o177);
+      server.listen(socket, () => {
+        process.umask(oldMask);
+        chmodSync(socket, 0o600);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}

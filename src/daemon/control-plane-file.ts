@@ -1,0 +1,62 @@
+import type { Clock } from '../clock/index.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../store/index.js';
+
+/**
+ * Writes control-plane.json (the seed's snapshot of processes, dependencies, versions and last
+ * health) atomically: temp file, fsync, rename. Bursts of changes coalesce into one write; a
+ * write never overlaps another, so the file on disk is always one whole snapshot.
+ */
+export class ControlPlaneFile {
+  private pending: (() => object) | null = null;
+  private writing = false;
+  private cancelTimer: (() => void) | null = null;
+
+  constructor(
+    private readonly path: string,
+    private readonly clock: Clock,
+    private readonly debounceMs = 25,
+  ) {}
+
+  private closed = false;
+
+  schedule(snapshot: () => object): void {
+    if (this.closed) return;
+    this.pending = snapshot;
+    if (this.cancelTimer || this.writing) return;
+    this.cancelTimer = this.clock.setTimer(this.debounceMs, () => {
+      this.cancelTimer = null;
+      void this.flush();
+    });
+  }
+
+  private inFlight: Promise<void> = Promise.resolve();
+
+  private flush(): Promise<void> {
+    this.inFlight = this.write();
+    return this.inFlight;
+  }
+
+  private async write(): Promise<void> {
+    const snapshot = this.pending;
+    if (!snapshot) return;
+    this.pending = null;
+    this.writing = true;
+    try {
+      await writeFileAtomic(this.path, JSON.stringify(snapshot(), null, 2) + '\n');
+    } finally {
+      this.writing = false;
+      if (this.pending) this.schedule(this.pending);
+    }
+  }
+
+  /** Final write (shutdown): waits for a write in flight, so no older snapshot lands after it. */
+  async writeFinal(snapshot: object): Promise<void> {
+    this.closed = true;
+    this.cancelTimer?.();
+    this.cancelTimer = null;
+    this.pending = null;
+    await this.inFlight;
+    this.pending = null;
+    writeFileAtomicSync(this.path, JSON.stringify(snapshot, null, 2) + '\n');
+  }
+}

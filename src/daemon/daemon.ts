@@ -1,0 +1,577 @@
+import { mkdirSync, chmodSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import pino from 'pino';
+import type { Clock } from '../clock/index.js';
+import { loadManifest, type CellSpec, type MeshSpec } from '../manifest/index.js';
+import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
+import { computeVersion, runBuild } from '../builder/index.js';
+import { openSqliteStore, type Store } from '../store/index.js';
+import { Registry } from '../registry/index.js';
+import { EventLog, readProcessUsage } from '../observer/index.js';
+import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
+import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
+import { cellHomePaths, instanceLogFile, type CellHomePaths } from '../api/paths.js';
+import type { CellView, DaemonView, InstanceView, StatusView, HealthView, EventView, ApplyResult } from '../api/types.js';
+import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
+import { ControlPlaneFile } from './control-plane-file.js';
+import { UnknownCellError } from './errors.js';
+
+export interface DaemonOptions {
+  home: string;
+  clock: Clock;
+  /** Fixed gateway port (manifest `gateway.port`); 0 picks a free one. */
+  gatewayPort: number;
+  driver?: ProcessDriver;
+}
+
+interface KernelState {
+  state: 'launching' | 'ready' | 'stopped';
+  since: number;
+}
+
+const DESIRED_PREFIX = 'desired/cells/';
+const LATEST_PREFIX = 'builder/latest/';
+const BUILT_PREFIX = 'builder/built/';
+
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    return String(pkg.version);
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/**
+ * The control plane: the only place that knows every part. It boots the kernel cells in order,
+ * turns API calls into changes of desired state, and leaves the rest to the reconciler loop of
+ * the supervisor. It never spawns or probes anything itself.
+ */
+export class Daemon {
+  readonly paths: CellHomePaths;
+  readonly startedAt: number;
+  readonly version = packageVersion();
+  readonly log: pino.Logger;
+  store!: Store;
+  supervisor!: Supervisor;
+  registry!: Registry;
+  events!: EventLog;
+  private controlPlane!: ControlPlaneFile;
+  private readonly kernel = new Map<KernelCellName, KernelState>();
+  private manifest: MeshSpec | null = null;
+  private manifestFile: string | null = null;
+  private latestVersions = new Map<string, string>();
+  private timers: (() => void)[] = [];
+  private versionTimerCancel: (() => void) | null = null;
+  shuttingDown = false;
+  private endpointWaiters = new Set<() => void>();
+  endpointsRevision = 0;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.paths = cellHomePaths(o.home);
+    this.startedAt = o.clock.now();
+    for (const dir of [this.paths.home, this.paths.logs, this.paths.repo, this.paths.keys]) mkdirSync(dir, { recursive: true });
+    mkdirSync(this.paths.run, { recursive: true, mode: 0o700 });
+    chmodSync(this.paths.run, 0o700);
+    this.log = pino({ base: { pid: process.pid } }, pino.destination({ dest: this.paths.daemonLog, sync: true, mkdir: true }));
+    for (const name of KERNEL_CELLS) this.kernel.set(name, { state: 'stopped', since: this.startedAt });
+  }
+
+  private now(): number {
+    return this.o.clock.now();
+  }
+
+  private kernelReady(name: KernelCellName): void {
+    const now = this.now();
+    this.kernel.set(name, { state: 'ready', since: now });
+    this.events.append({ at: now, cell: name, instance: 0, from: 'launching', to: 'ready', reason: 'kernel cell ready', pid: process.pid });
+    this.log.info({ kernel: name }, 'kernel cell ready');
+  }
+
+  /**
+   * Boots the kernel cells in the seed's order, each after the previous one is ready. Readoption
+   * of the processes an earlier daemon left happens in the supervisor step, before anything starts.
+   */
+  async boot(): Promise<void> {
+    this.store = openSqliteStore(this.paths.stateDb);
+    this.events = new EventLog(this.store);
+    this.controlPlane = new ControlPlaneFile(this.paths.controlPlane, this.o.clock);
+
+    // 1. builder: versions are computed on apply and by the version loop.
+    this.kernelReady('builder');
+
+    // 2. supervisor: desired state from the store, then readopt what still runs.
+    this.registry = new Registry(this.store, 15_000);
+    this.supervisor = new Supervisor({
+      driver: this.o.driver ?? new ChildProcessDriver(),
+      store: this.store,
+      clock: this.o.clock,
+      registry: this.registry,
+      events: this.events,
+      log: this.log,
+      home: this.paths.home,
+      baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
+      logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
+      onChange: () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()),
+    });
+    const desired = this.loadDesired();
+    // Application cells wait for the whole kernel; readopted ones keep running meanwhile.
+    this.supervisor.setStartGate(isKernelCell);
+    this.supervisor.setDesired({ cells: desired });
+    const readopted = this.supervisor.readopt();
+    this.log.info(readopted, 'readoption done');
+    this.kernelReady('supervisor');
+
+    // 3. registry: drop endpoints whose leases ran out while the daemon was away.
+    this.store.sweepExpired(this.now());
+    this.registry.watch(() => this.endpointsChanged());
+    this.kernelReady('registry');
+
+    // 4. graph
+    this.kernelReady('graph');
+
+    // 5. gateway: its own process, supervised like any cell.
+    this.kernel.set('gateway', { state: 'launching', since: this.now() });
+    const cells = new Map(desired);
+    cells.set('gateway', { spec: gatewayCellSpec(this.paths.home, this.o.gatewayPort), version: this.version });
+    this.supervisor.setDesired({ cells });
+    await this.waitFor(() => this.supervisor.instances().some((r) => r.cell === 'gateway' && r.state === 'ready'), 15_000);
+    this.kernelReady('gateway');
+
+    // 6. observer: periodic work (expiry sweeps, log rotation, version loop, last_health).
+    this.every(1000, () => this.store.sweepExpired(this.now()));
+    this.every(10_000, () => this.rotateLogs());
+    this.every(5000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
+    this.scheduleVersionLoop();
+    this.kernelReady('observer');
+    this.supervisor.setStartGate(() => true);
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const loop = () => {
+      const cancel = this.o.clock.setTimer(ms, () => {
+        try {
+          fn();
+        } catch (err) {
+          this.log.error({ err }, 'periodic task failed');
+        }
+        loop();
+      });
+      this.timers.push(cancel);
+    };
+    loop();
+  }
+
+  private waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const deadline = this.now() + timeoutMs;
+      const check = () => {
+        if (cond()) return resolve(true);
+        if (this.now() >= deadline) return resolve(false);
+        this.o.clock.setTimer(20, check);
+      };
+      check();
+    });
+  }
+
+  private loadDesired(): Map<string, DesiredCell> {
+    const now = this.now();
+    const cells = new Map<string, DesiredCell>();
+    for (const entry of this.store.list<DesiredCell>(DESIRED_PREFIX, now)) cells.set(entry.value.spec.name, entry.value);
+    for (const entry of this.store.list<string>(LATEST_PREFIX, now)) this.latestVersions.set(entry.key.slice(LATEST_PREFIX.length), entry.value);
+    const meta = this.store.get<{ file: string; spec: MeshSpec }>('desired/manifest', now);
+    if (meta) {
+      this.manifestFile = meta.value.file;
+      this.manifest = meta.value.spec;
+    }
+    return cells;
+  }
+
+  // ---------------------------------------------------------------- apply
+
+  /**
+   * Makes `file` the desired state: validates it (a bad manifest throws and changes nothing),
+   * computes versions, runs builds whose version changed, then hands the cells to the reconciler.
+   * Cells in the store but not in the manifest keep running until `prune`.
+   */
+  async apply(file: string): Promise<ApplyResult> {
+    const mesh = loadManifest(file);
+    const graph = new DependencyGraph(mesh.cells);
+    const now = this.now();
+    const next = new Map<string, DesiredCell>();
+    for (const spec of mesh.cells) {
+      const version = await computeVersion(spec);
+      const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, now)?.value;
+      if (spec.build && built !== version) {
+        this.log.info({ cell: spec.name, version }, 'building');
+        await runBuild(spec, instanceLogFile(this.paths, spec.name, 0).replace(/\.0\.log$/, '.build.log'), this.supervisor.instanceEnv(spec, 0, 0));
+        this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now });
+      }
+      next.set(spec.name, { spec, version });
+    }
+    const ops = [
+      ...[...this.supervisor.desiredCells.keys()].filter((n) => !isKernelCell(n) && !next.has(n)).map((n) => ({ op: 'delete' as const, key: `${DESIRED_PREFIX}${n}` })),
+      ...[...next.values()].map((d) => ({ op: 'put' as const, key: `${DESIRED_PREFIX}${d.spec.name}`, value: d })),
+      ...[...next.values()].map((d) => ({ op: 'put' as const, key: `${LATEST_PREFIX}${d.spec.name}`, value: d.version })),
+      { op: 'put' as const, key: 'desired/manifest', value: { file: mesh.file, spec: mesh } },
+    ];
+    this.store.txn([], ops, now);
+    for (const d of next.values()) this.latestVersions.set(d.spec.name, d.version);
+    this.manifest = mesh;
+    this.manifestFile = mesh.file;
+    this.setAppCells(next);
+    const released = this.supervisor.release(graph.topoOrder());
+    this.scheduleVersionLoop();
+    return { cells: graph.topoOrder(), released, gateway: this.gatewayUrl() };
+  }
+
+  private setAppCells(app: Map<string, DesiredCell>): void {
+    const cells = new Map(app);
+    const gateway = this.supervisor.desiredCells.get('gateway');
+    if (gateway) cells.set('gateway', gateway);
+    this.supervisor.setDesired({ cells });
+  }
+
+  private appCells(): DesiredCell[] {
+    return [...this.supervisor.desiredCells.values()].filter((d) => !isKernelCell(d.spec.name));
+  }
+
+  private graph(): DependencyGraph {
+    return new DependencyGraph(this.appCells().map((d) => d.spec));
+  }
+
+  requireCell(name: string): DesiredCell {
+    const cell = this.supervisor.desiredCells.get(name);
+    if (!cell || isKernelCell(name)) {
+      const known = this.appCells().map((d) => d.spec.name).sort();
+      throw new UnknownCellError(name, known);
+    }
+    return cell;
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  async scale(name: string, instances: number): Promise<{ cell: string; instances: number }> {
+    if (!Number.isInteger(instances) || instances < 0 || instances > 1000) {
+      throw new TypeError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`);
+    }
+    const cell = this.requireCell(name);
+    const updated: DesiredCell = { ...cell, spec: { ...cell.spec, instances } };
+    this.store.put(`${DESIRED_PREFIX}${name}`, updated, { now: this.now() });
+    const app = new Map(this.appCells().map((d) => [d.spec.name, d.spec.name === name ? updated : d]));
+    this.setAppCells(app);
+    return { cell: name, instances };
+  }
+
+  /** Restarts one cell (its instances stop, then start again) or the whole mesh in dependency order. */
+  async restart(name?: string): Promise<{ restarted: string[] }> {
+    if (name) {
+      this.requireCell(name);
+      const recs = this.supervisor.instances().filter((r) => r.cell === name);
+      await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, 'restart requested')));
+      this.supervisor.release([name]);
+      return { restarted: [name] };
+    }
+    const graph = this.graph();
+    await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
+    this.supervisor.resumeReconciling(graph.topoOrder());
+    return { restarted: graph.topoOrder() };
+  }
+
+  async prune(dryRun: boolean): Promise<InstanceRecord[]> {
+    if (dryRun) return this.supervisor.orphans();
+    return this.supervisor.prune();
+  }
+
+  /**
+   * `cell down`: reverse topological order (leaves first, each level in parallel), the kernel's
+   * gateway last; every record ends `stopped` and control-plane.json says so before we exit.
+   */
+  async shutdown(): Promise<string[]> {
+    this.shuttingDown = true;
+    const graph = this.graph();
+    const levels = graph.levels().reverse();
+    const order = levels.flat();
+    const orphanCells = [...new Set(this.supervisor.orphans().map((r) => r.cell))];
+    await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down');
+    for (const name of [...KERNEL_CELLS].reverse()) this.kernel.set(name, { state: 'stopped', since: this.now() });
+    await this.close();
+    return [...order, ...orphanCells];
+  }
+
+  async close(): Promise<void> {
+    for (const cancel of this.timers) cancel();
+    this.versionTimerCancel?.();
+    await this.controlPlane.writeFinal(this.controlPlaneSnapshot());
+    for (const wake of this.endpointWaiters) wake();
+    this.store.close();
+  }
+
+  // ---------------------------------------------------------------- loops
+
+  private scheduleVersionLoop(): void {
+    this.versionTimerCancel?.();
+    const interval = this.manifest?.versionCheckIntervalMs ?? 60_000;
+    this.versionTimerCancel = this.o.clock.setTimer(interval, () => {
+      void this.checkVersions().finally(() => this.scheduleVersionLoop());
+    });
+  }
+
+  /** The seed's version loop: recompute source hashes and notice cells whose code changed. */
+  async checkVersions(): Promise<void> {
+    for (const cell of this.appCells()) {
+      try {
+        const latest = await computeVersion(cell.spec);
+        if (this.latestVersions.get(cell.spec.name) !== latest) {
+          this.log.warn({ cell: cell.spec.name, version: cell.version, latest }, 'update available');
+          this.latestVersions.set(cell.spec.name, latest);
+          if (!this.shuttingDown) this.store.put(`${LATEST_PREFIX}${cell.spec.name}`, latest, { now: this.now() });
+        }
+      } catch (err) {
+        this.log.error({ cell: cell.spec.name, err: String(err) }, 'version check failed');
+      }
+    }
+  }
+
+  private rotateLogs(): void {
+    const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+    for (const rec of this.supervisor.instances()) {
+      rotateIfLarger(instanceLogFile(this.paths, rec.cell, rec.index), logs.maxBytes, logs.keep);
+    }
+  }
+
+  // ---------------------------------------------------------------- endpoints (gateway watch)
+
+  private endpointsChanged(): void {
+    this.endpointsRevision++;
+    for (const wake of this.endpointWaiters) wake();
+    this.endpointWaiters.clear();
+  }
+
+  /** Long-poll: resolves when the endpoint revision passes `after`, or after `waitMs`. */
+  waitEndpoints(after: number, waitMs: number): Promise<void> {
+    if (this.endpointsRevision > after || this.shuttingDown) return Promise.resolve();
+    return new Promise((resolve) => {
+      const cancel = this.o.clock.setTimer(waitMs, () => {
+        this.endpointWaiters.delete(wake);
+        resolve();
+      });
+      const wake = () => {
+        cancel();
+        resolve();
+      };
+      this.endpointWaiters.add(wake);
+    });
+  }
+
+  // ---------------------------------------------------------------- views
+
+  gatewayUrl(): string | null {
+    const rec = this.supervisor?.instances().find((r) => r.cell === 'gateway');
+    const port = this.o.gatewayPort || rec?.port;
+    return port ? `http://127.0.0.1:${port}` : null;
+  }
+
+  daemonView(): DaemonView {
+    return {
+      pid: process.pid,
+      version: this.version,
+      uptime: Math.round((this.now() - this.startedAt) / 1000),
+      home: this.paths.home,
+      started_at: new Date(this.startedAt).toISOString(),
+      manifest: this.manifestFile,
+      gateway: this.gatewayUrl(),
+      shutting_down: this.shuttingDown,
+    };
+  }
+
+  instanceView(rec: InstanceRecord): InstanceView {
+    return {
+      cell: rec.cell,
+      instance: rec.index,
+      kind: isKernelCell(rec.cell) ? 'kernel' : 'cell',
+      pid: rec.pid,
+      port: rec.port || null,
+      state: rec.state,
+      health: rec.health,
+      restarts: rec.restarts,
+      version: rec.version,
+      started_at: rec.startedAt === null ? null : new Date(rec.startedAt).toISOString(),
+      reason: rec.reason,
+      health_detail: rec.healthDetail,
+    };
+  }
+
+  /** Instances; with `usage`, each carries its CPU time and RSS from /proc (for `cell top`). */
+  ps(usage = false): (InstanceView & { cpu_ms?: number | null; rss_bytes?: number | null })[] {
+    return this.supervisor.instances().map((r) => {
+      const view = this.instanceView(r);
+      if (!usage) return view;
+      const u = r.pid !== null ? readProcessUsage(r.pid) : undefined;
+      return { ...view, cpu_ms: u?.cpuMs ?? null, rss_bytes: u?.rssBytes ?? null };
+    });
+  }
+
+  status(verbose = false): StatusView {
+    const records = this.supervisor.instances();
+    const cells: CellView[] = [];
+    for (const name of KERNEL_CELLS) {
+      if (name === 'gateway') {
+        const recs = records.filter((r) => r.cell === 'gateway');
+        cells.push(this.cellView('gateway', 'kernel', recs, 1, [], this.version, this.version, verbose));
+        continue;
+      }
+      const k = this.kernel.get(name)!;
+      cells.push({
+        name,
+        kind: 'kernel',
+        state: k.state,
+        instances: 1,
+        ready: k.state === 'ready' ? 1 : 0,
+        pids: [process.pid],
+        version: this.version,
+        latest_version: this.version,
+        outdated: false,
+        depends_on: [],
+        restarts: 0,
+        reason: null,
+      });
+    }
+    let order: string[];
+    try {
+      order = this.graph().topoOrder();
+    } catch {
+      order = this.appCells().map((d) => d.spec.name);
+    }
+    for (const name of order) {
+      const d = this.supervisor.desiredCells.get(name)!;
+      const recs = records.filter((r) => r.cell === name);
+      cells.push(this.cellView(name, 'cell', recs, d.spec.instances, d.spec.dependsOn, d.version, this.latestVersions.get(name) ?? d.version, verbose));
+    }
+    const orphanNames = [...new Set(this.supervisor.orphans().map((r) => r.cell))].filter((n) => !isKernelCell(n));
+    for (const name of orphanNames) {
+      const recs = records.filter((r) => r.cell === name);
+      const view = this.cellView(name, 'cell', recs, 0, [], recs[0]?.version ?? '', recs[0]?.version ?? '', verbose);
+      cells.push({ ...view, reason: 'not in the manifest (cell prune stops it)' });
+    }
+    return { daemon: this.daemonView(), cells };
+  }
+
+  private cellView(
+    name: string,
+    kind: 'kernel' | 'cell',
+    recs: InstanceRecord[],
+    wanted: number,
+    dependsOn: string[],
+    version: string,
+    latest: string,
+    verbose: boolean,
+  ): CellView {
+    const live = recs.filter((r) => r.index < Math.max(wanted, 1) || r.state !== 'stopped');
+    const ready = live.filter((r) => r.state === 'ready').length;
+    const severity = ['failed', 'backoff', 'paused', 'launching', 'draining', 'stopped', 'ready'] as const;
+    let state: CellView['state'] = 'waiting';
+    if (live.length > 0) state = severity.find((s) => live.some((r) => r.state === s)) ?? 'ready';
+    if (ready >= wanted && wanted > 0 && live.length > 0) state = 'ready';
+    const worst = live.find((r) => r.state === state && r.reason);
+    let reason = worst?.reason ?? null;
+    if (state === 'waiting') {
+      const waitingOn = dependsOn.filter((d) => !this.isCellHealthy(d));
+      reason = waitingOn.length ? `waiting for ${waitingOn.join(', ')}` : 'starting';
+    }
+    const running = live.filter((r) => r.version);
+    return {
+      name,
+      kind,
+      state,
+      instances: wanted,
+      ready,
+      pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
+      version: running[0]?.version ?? version,
+      latest_version: latest,
+      outdated: running.some((r) => r.version !== latest),
+      depends_on: dependsOn,
+      restarts: live.reduce((sum, r) => sum + r.restarts, 0),
+      reason,
+      ...(verbose ? { instance_list: live.map((r) => this.instanceView(r)) } : {}),
+    };
+  }
+
+  isCellHealthy(name: string): boolean {
+    const d = this.supervisor.desiredCells.get(name);
+    if (!d) return false;
+    const ready = this.supervisor.instances().filter((r) => r.cell === name && r.index < d.spec.instances && r.state === 'ready').length;
+    return ready >= d.spec.instances;
+  }
+
+  health(cell?: string): HealthView[] {
+    if (cell) this.requireCell(cell);
+    return this.supervisor
+      .instances()
+      .filter((r) => (cell ? r.cell === cell : true))
+      .map((r) => {
+        const last = this.supervisor.lastProbe(r.cell, r.index);
+        return {
+          cell: r.cell,
+          instance: r.index,
+          state: r.state,
+          health: r.health,
+          level: last?.result.level ?? 'process',
+          detail: last?.result.detail ?? r.healthDetail,
+          checked_at: last ? new Date(last.at).toISOString() : null,
+        };
+      });
+  }
+
+  eventsView(cell?: string, since?: number): EventView[] {
+    return this.events.list(this.now(), { cell, since }).map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
+  }
+
+  renderGraph(format: GraphFormat): string {
+    return renderGraph(this.graph(), format);
+  }
+
+  instanceLogFiles(cell: string): { instance: number; file: string }[] {
+    const d = this.requireCell(cell);
+    const indexes = new Set<number>();
+    for (let i = 0; i < d.spec.instances; i++) indexes.add(i);
+    for (const r of this.supervisor.instances()) if (r.cell === cell) indexes.add(r.index);
+    return [...indexes].sort((a, b) => a - b).map((i) => ({ instance: i, file: instanceLogFile(this.paths, cell, i) }));
+  }
+
+  /** The seed's control-plane.json shape, from the live records. */
+  controlPlaneSnapshot(): object {
+    const processes: Record<string, object> = {};
+    const lastHealth: Record<string, number> = {};
+    for (const r of this.supervisor.instances()) {
+      const key = instanceKey(r.cell, r.index);
+      processes[key] = {
+        pid: r.pid,
+        socket_path: null,
+        port: r.port,
+        version_hash: r.version,
+        start_time: r.startedAt === null ? null : Math.floor(r.startedAt / 1000),
+        start_ticks: r.startTicks,
+        restart_count: r.restarts,
+        state: r.state,
+      };
+      const last = this.supervisor.lastProbe(r.cell, r.index);
+      if (last?.result.ok) lastHealth[key] = Math.floor(last.at / 1000);
+    }
+    const dependencies: Record<string, string[]> = {};
+    const versions: Record<string, string> = {};
+    for (const d of this.appCells()) {
+      dependencies[d.spec.name] = d.spec.dependsOn;
+      versions[d.spec.name] = d.version;
+    }
+    return {
+      daemon: { pid: process.pid, host: hostname(), started_at: Math.floor(this.startedAt / 1000), manifest: this.manifestFile },
+      processes,
+      dependencies,
+      versions,
+      last_health: lastHealth,
+    };
+  }
+}
+
+export type { CellSpec };

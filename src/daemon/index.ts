@@ -1,0 +1,76 @@
+import { unlinkSync } from 'node:fs';
+import { systemClock } from '../clock/index.js';
+import { cellHomePaths } from '../api/paths.js';
+import { removeStaleTempFiles } from '../store/index.js';
+import { Daemon } from './daemon.js';
+import { ApiServer } from './api-server.js';
+import { acquireDaemonLock } from './lock.js';
+
+export { Daemon, packageVersion } from './daemon.js';
+export { KERNEL_CELLS, isKernelCell } from './kernel.js';
+export { UnknownCellError, DaemonAlreadyRunningError } from './errors.js';
+
+export interface RunDaemonOptions {
+  home: string;
+  gatewayPort?: number;
+  /** In the foreground, Ctrl-C (SIGINT) runs a full `cell down`; in the background it only detaches. */
+  foreground?: boolean;
+}
+
+export interface RunningDaemon {
+  daemon: Daemon;
+  /** Resolves when the daemon has stopped (after `cell down` or a signal). */
+  stopped: Promise<void>;
+}
+
+/**
+ * Runs a daemon for `home` in this process: takes the lock, boots the kernel, serves the API.
+ * SIGTERM stops the daemon but leaves the cells running (the next `cell up` readopts them).
+ */
+export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
+  const paths = cellHomePaths(o.home);
+  const daemon = new Daemon({ home: o.home, clock: systemClock, gatewayPort: o.gatewayPort ?? 0 });
+  const releaseLock = acquireDaemonLock(paths.lock, o.home);
+  removeStaleTempFiles(paths.controlPlane);
+  // Clock timers and children are unref'd; this keeps the process alive until the daemon stops.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r)).finally(() => clearInterval(keepAlive));
+  const api = new ApiServer(daemon);
+  const finish = async (code: number) => {
+    await api.close().catch(() => {});
+    try {
+      unlinkSync(paths.socket);
+    } catch {
+      // Already gone.
+    }
+    releaseLock();
+    daemon.log.info({ code }, 'daemon stopped');
+    resolveStopped();
+  };
+  try {
+    await daemon.boot();
+    await api.listen(paths.socket);
+  } catch (err) {
+    clearInterval(keepAlive);
+    releaseLock();
+    throw err;
+  }
+  daemon.log.info({ home: o.home, socket: paths.socket }, 'daemon ready');
+  api.onShutdown = () => void finish(0);
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return;
+    signalled = true;
+    daemon.log.info({ signal }, 'signal received');
+    if (o.foreground && signal === 'SIGINT') {
+      void daemon.shutdown().then(() => finish(0));
+    } else {
+      // Detach: cells keep running and are readopted by the next daemon.
+      void daemon.close().then(() => finish(0));
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { daemon, stopped };
+}

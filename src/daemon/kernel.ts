@@ -1,0 +1,37 @@
+import { fileURLToPath } from 'node:url';
+import type { CellSpec } from '../manifest/index.js';
+
+/**
+ * The kernel cells in the seed's boot order. Each boots after the previous one is ready. All but
+ * the gateway live inside the daemon; the gateway runs as its own supervised process so that
+ * proxy load never stalls the control plane and a gateway crash is restarted like any cell.
+ */
+export const KERNEL_CELLS = ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer'] as const;
+export type KernelCellName = (typeof KERNEL_CELLS)[number];
+
+export function isKernelCell(name: string): name is KernelCellName {
+  return (KERNEL_CELLS as readonly string[]).includes(name);
+}
+
+/** The gateway's own entry point, beside this file in the compiled tree. */
+export function gatewayEntry(): string {
+  return fileURLToPath(new URL('../gateway/main.js', import.meta.url));
+}
+
+/** The gateway as a cell the supervisor runs: a fixed port when asked for one, else `$PORT`. */
+export function gatewayCellSpec(home: string, fixedPort: number): CellSpec {
+  const port = fixedPort > 0 ? fixedPort : '$PORT';
+  return {
+    name: 'gateway',
+    run: `"${process.execPath}" "${gatewayEntry()}"`,
+    cwd: home,
+    env: fixedPort > 0 ? { GATEWAY_PORT: String(fixedPort) } : {},
+    dependsOn: [],
+    instances: 1,
+    health: { kind: 'tcp', port, intervalMs: 2000, timeoutMs: 1000, retries: 3, graceMs: 10_000 },
+    // The kernel never gives up on its gateway: a crash loop keeps retrying, slowly.
+    restart: { policy: 'always', backoffMs: 500, maxBackoffMs: 10_000, maxRetries: 1_000_000, resetAfterMs: 10_000 },
+    stop: { signal: 'SIGTERM', timeoutMs: 2000, killAfterMs: 1000 },
+    source: [],
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * Entry point of the background daemon, started by `cell up`:
+ *   node dist/daemon/main.js --home <CELL_HOME> [--gateway-port N]
+ */
+import { resolveCellHome } from '../api/paths.js';
+import { runDaemon } from './index.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const home = resolveCellHome(arg('--home'));
+const gatewayPort = Number(arg('--gateway-port') ?? '0');
+
+runDaemon({ home, gatewayPort })
+  .then(({ stopped }) => stopped.then(() => process.exit(0)))
+  .catch((err) => {
+    process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });

@@ -1,0 +1,1 @@
+export { Gateway, type RouteEndpoint } from './gateway.js';

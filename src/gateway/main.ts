@@ -1,0 +1,49 @@
+/**
+ * The gateway process, run by the supervisor as the kernel cell `gateway`. It follows the
+ * registry through the daemon API (long poll) and keeps serving its last routing table while
+ * the daemon is away.
+ */
+import { ApiClient } from '../api/client.js';
+import { cellHomePaths, resolveCellHome } from '../api/paths.js';
+import type { EndpointsView } from '../api/types.js';
+import { Gateway } from './gateway.js';
+
+const home = resolveCellHome();
+const port = Number(process.env.GATEWAY_PORT ?? process.env.PORT ?? '0');
+const api = new ApiClient(cellHomePaths(home).socket);
+const gateway = new Gateway();
+let stopping = false;
+
+async function follow(): Promise<void> {
+  let revision = -1;
+  while (!stopping) {
+    try {
+      const view = await api.get<EndpointsView>(`/v1/endpoints?after=${revision}&wait=25000`, { timeoutMs: 30_000 });
+      revision = view.revision;
+      gateway.setEndpoints(view.endpoints);
+    } catch {
+      // Daemon restarting or away: keep the last routes and try again shortly.
+      revision = -1;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+const shutdown = () => {
+  stopping = true;
+  void gateway.close().then(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1500).unref();
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+
+gateway.listen(port).then(
+  (bound) => {
+    process.stdout.write(`gateway listening on http://127.0.0.1:${bound}\n`);
+    void follow();
+  },
+  (err) => {
+    process.stderr.write(`gateway: cannot listen on port ${port}: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,289 @@
+/**
+ * The shape of `cell.yaml` as zod schemas over the parsed YAML (snake_case keys, as the user
+ * writes them). Leaves are converted on the way (durations to ms, sizes to bytes, env values to
+ * strings, signals to `SIG...`) and defaults are filled in; `load.ts` then turns the result into a
+ * `MeshSpec` and checks what needs more than one value (the file system, the dependency graph).
+ *
+ * Every message produced here is the `reason` of a ManifestError: one line, no location.
+ */
+import { z } from 'zod';
+import { formatDuration, parseDuration, parseSize } from './duration.js';
+
+export const CELL_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+/** Names of the kernel cells; a user cell may not take them. */
+export const RESERVED_CELL_NAMES: readonly string[] = ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer', 'daemon'];
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGKILL'];
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
+
+export const DEFAULTS = {
+  gatewayPort: 0,
+  versionCheckIntervalMs: 60_000,
+  logMaxBytes: 10 * 1024 * 1024,
+  logKeep: 3,
+  instances: 1,
+  health: { intervalMs: 5_000, timeoutMs: 2_000, retries: 3, graceMs: 30_000 },
+  restart: { policy: 'always' as const, backoffMs: 2_000, maxBackoffMs: 60_000, maxRetries: 5, resetAfterMs: 30_000 },
+  stop: { signal: 'SIGTERM' as const, timeoutMs: 5_000, killAfterMs: 2_000 },
+  httpPath: '/',
+} as const;
+
+/** How a value is named in "expected X, got Y" messages. */
+export function describeValue(value: unknown): string {
+  if (value === undefined || value === null) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  return String(value);
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'a map',
+  record: 'a map',
+  array: 'a list',
+};
+
+/**
+ * The per-parse error map: turns zod's issues into reasons. Schemas with a message of their own
+ * (custom checks, `error` options) never reach it.
+ */
+export const reasonFor: z.core.$ZodErrorMap = (iss) => {
+  switch (iss.code) {
+    case 'invalid_type': {
+      if (iss.input === undefined) return 'required key is missing';
+      return `expected ${EXPECTED[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
+    }
+    case 'too_small': {
+      if (iss.origin === 'string') return 'must not be empty';
+      if (iss.origin === 'array') return 'must not be empty';
+      return `must be ${iss.inclusive === false ? 'greater than' : 'at least'} ${String(iss.minimum)}, got ${describeValue(iss.input)}`;
+    }
+    case 'too_big':
+      return `must be ${iss.inclusive === false ? 'less than' : 'at most'} ${String(iss.maximum)}, got ${describeValue(iss.input)}`;
+    case 'invalid_value':
+      return `expected one of ${iss.values.map(String).join(', ')}, got ${describeValue(iss.input)}`;
+    case 'invalid_key':
+      return iss.issues[0]?.message ?? 'invalid key';
+    case 'invalid_element':
+      return iss.issues[0]?.message ?? 'invalid value';
+    case 'unrecognized_keys':
+      // Expanded into one error per key by load.ts, which knows the positions.
+      return `unknown key "${String(iss.keys[0])}"`;
+    default:
+      return 'invalid value';
+  }
+};
+
+/** A leaf whose conversion throws a RangeError/TypeError carrying the reason. */
+function converted<T>(convert: (value: unknown) => T) {
+  return z.unknown().transform((value, ctx): T => {
+    try {
+      return convert(value);
+    } catch (err) {
+      if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+      ctx.addIssue({ code: 'custom', message: err.message, input: value });
+      return z.NEVER;
+    }
+  });
+}
+
+function integer(min: number, max?: number) {
+  const int = z.int({
+    error: (iss) => (iss.code === 'invalid_type' && iss.input !== undefined ? `expected an integer, got ${describeValue(iss.input)}` : undefined),
+  });
+  return max === undefined ? int.min(min) : int.min(min).max(max);
+}
+
+const nonEmptyString = z.string().refine((s) => s.trim() !== '', { error: 'must not be empty' });
+
+function duration(opts: { positive?: boolean } = {}) {
+  return converted((value) => {
+    if (typeof value !== 'number' && typeof value !== 'string') {
+      throw new TypeError(`expected a duration like 500ms, 2s or 1m, got ${describeValue(value)}`);
+    }
+    const ms = parseDuration(value);
+    if (opts.positive && ms === 0) throw new RangeError('must be longer than 0ms');
+    return ms;
+  });
+}
+
+const size = converted((value) => {
+  if (typeof value !== 'number' && typeof value !== 'string') {
+    throw new TypeError(`expected a size like 512KB, 10MB or 1GB, got ${describeValue(value)}`);
+  }
+  const bytes = parseSize(value);
+  if (bytes === 0) throw new RangeError('must be at least 1 byte');
+  return bytes;
+});
+
+const checkPort = converted((value): number | '$PORT' => {
+  if (value === '$PORT') return value;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`expected a port number or "$PORT", got ${describeValue(value)}`);
+  }
+  if (value < 1 || value > 65535) throw new RangeError(`port must be between 1 and 65535, got ${value}`);
+  return value;
+});
+
+const signal = converted((value): NodeJS.Signals => {
+  if (typeof value !== 'string') throw new TypeError(`expected a signal name like SIGTERM, got ${describeValue(value)}`);
+  const upper = value.trim().toUpperCase();
+  const name = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as NodeJS.Signals;
+  if (!STOP_SIGNALS.includes(name)) throw new RangeError(`invalid signal ${describeValue(value)} (use one of ${STOP_SIGNALS.join(', ')})`);
+  return name;
+});
+
+const envValue = converted((value): string => {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new TypeError(`expected a string, number or boolean, got ${describeValue(value)}`);
+});
+
+const envName = z.string().regex(ENV_NAME_PATTERN, {
+  error: (iss) => `invalid environment variable name ${describeValue(iss.input)} (use letters, digits and _, not starting with a digit)`,
+});
+
+const cellName = z.string().superRefine((name, ctx) => {
+  if (!CELL_NAME_PATTERN.test(name)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `invalid cell name ${describeValue(name)} (use lowercase letters, digits and -, starting with a letter, at most 63 characters)`,
+    });
+  } else if (RESERVED_CELL_NAMES.includes(name)) {
+    ctx.addIssue({ code: 'custom', message: `cell name "${name}" is reserved for a kernel cell (reserved: ${RESERVED_CELL_NAMES.join(', ')})` });
+  }
+});
+
+/** `key:` with nothing after it means "not set" for optional maps and lists. */
+function absentIfNull<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema);
+}
+
+/** For checks, `tcp:` with nothing after it means "a tcp check with the defaults". */
+function emptyIfNull<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? {} : v), schema);
+}
+
+export const httpCheckObject = z.strictObject({
+  path: z
+    .string()
+    .refine((p) => p.startsWith('/'), { error: (iss) => `path must start with "/", got ${describeValue(iss.input)}` })
+    .default(DEFAULTS.httpPath),
+  port: checkPort.default('$PORT'),
+});
+
+export const tcpCheckObject = z.strictObject({
+  port: checkPort.default('$PORT'),
+});
+
+export const CHECK_KINDS = ['http', 'tcp', 'exec'] as const;
+
+export const healthObject = z.strictObject({
+  http: emptyIfNull(httpCheckObject.optional()),
+  tcp: emptyIfNull(tcpCheckObject.optional()),
+  exec: nonEmptyString.optional(),
+  interval: duration({ positive: true }).default(DEFAULTS.health.intervalMs),
+  timeout: duration({ positive: true }).default(DEFAULTS.health.timeoutMs),
+  retries: integer(1).default(DEFAULTS.health.retries),
+  grace: duration().default(DEFAULTS.health.graceMs),
+});
+
+const health = healthObject.superRefine((h, ctx) => {
+  const set = CHECK_KINDS.filter((k) => h[k] !== undefined);
+  if (set.length === 0) {
+    ctx.addIssue({ code: 'custom', message: `needs one of ${CHECK_KINDS.join(', ')} (or remove health to only check that the process is alive)` });
+  }
+  if (set.length > 1) {
+    ctx.addIssue({ code: 'custom', path: [set[1]], message: `only one of ${CHECK_KINDS.join(', ')} may be set, and ${set[0]} is already set` });
+  }
+});
+
+export const restartObject = z.strictObject({
+  policy: z.enum(RESTART_POLICIES).default(DEFAULTS.restart.policy),
+  backoff: duration().default(DEFAULTS.restart.backoffMs),
+  // No default here: when unset it follows `backoff` up (see load.ts), so `backoff: 90s` alone is valid.
+  max_backoff: duration().optional(),
+  max_retries: integer(0).default(DEFAULTS.restart.maxRetries),
+  reset_after: duration().default(DEFAULTS.restart.resetAfterMs),
+});
+
+const restart = restartObject.superRefine((r, ctx) => {
+  if (r.max_backoff !== undefined && r.max_backoff < r.backoff) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['max_backoff'],
+      message: `must be at least backoff (${formatDuration(r.backoff)}), got ${formatDuration(r.max_backoff)}`,
+    });
+  }
+});
+
+export const stopObject = z.strictObject({
+  signal: signal.default(DEFAULTS.stop.signal),
+  timeout: duration().default(DEFAULTS.stop.timeoutMs),
+  kill_after: duration().default(DEFAULTS.stop.killAfterMs),
+});
+
+const globs = z.preprocess(
+  (v) => (typeof v === 'string' ? [v] : v === null ? undefined : v),
+  z
+    .array(nonEmptyString, {
+      error: (iss) => (iss.code === 'invalid_type' && iss.input !== undefined ? `expected a glob or a list of globs, got ${describeValue(iss.input)}` : undefined),
+    })
+    .default([]),
+);
+
+export const cellObject = z.strictObject({
+  run: nonEmptyString,
+  cwd: nonEmptyString.optional(),
+  env: absentIfNull(z.record(envName, envValue).default({})),
+  depends_on: absentIfNull(z.array(nonEmptyString).default([])),
+  instances: integer(1, 1000).default(DEFAULTS.instances),
+  health: absentIfNull(health.optional()),
+  restart: absentIfNull(restart.prefault({})),
+  stop: absentIfNull(stopObject.prefault({})),
+  source: globs,
+  build: nonEmptyString.optional(),
+});
+
+export const gatewayObject = z.strictObject({
+  port: integer(0, 65535).default(DEFAULTS.gatewayPort),
+});
+
+export const logsObject = z.strictObject({
+  max_size: size.default(DEFAULTS.logMaxBytes),
+  keep: integer(0, 1000).default(DEFAULTS.logKeep),
+});
+
+export const manifestObject = z.strictObject({
+  gateway: absentIfNull(gatewayObject.prefault({})),
+  version_check_interval: duration({ positive: true }).default(DEFAULTS.versionCheckIntervalMs),
+  logs: absentIfNull(logsObject.prefault({})),
+  cells: z.record(cellName, cellObject).refine((cells) => Object.keys(cells).length > 0, { error: 'must define at least one cell' }),
+});
+
+export type RawManifest = z.output<typeof manifestObject>;
+export type RawCell = z.output<typeof cellObject>;
+
+function keysOf(o: { shape: Record<string, unknown> }): string[] {
+  return Object.keys(o.shape);
+}
+
+/** The keys allowed in the map at `path` (snake_case), for "did you mean" hints. */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  const p = path.map(String);
+  if (p.length === 0) return keysOf(manifestObject);
+  if (p.length === 1 && p[0] === 'gateway') return keysOf(gatewayObject);
+  if (p.length === 1 && p[0] === 'logs') return keysOf(logsObject);
+  if (p[0] !== 'cells') return [];
+  if (p.length === 2) return keysOf(cellObject);
+  if (p.length === 3 && p[2] === 'health') return keysOf(healthObject);
+  if (p.length === 3 && p[2] === 'restart') return keysOf(restartObject);
+  if (p.length === 3 && p[2] === 'stop') return keysOf(stopObject);
+  if (p.length === 4 && p[2] === 'health' && p[3] === 'http') return keysOf(httpCheckObject);
+  if (p.length === 4 && p[2] === 'health' && p[3] === 'tcp') return keysOf(tcpCheckObject);
+  return [];
+}

@@ -1,0 +1,75 @@
+/**
+ * The normalized, validated form of `cell.yaml`. Durations are milliseconds; paths are absolute.
+ * Everything downstream (graph, reconciler, supervisor) reads these types, never raw YAML.
+ */
+
+/** `port` of a check: a number, or the instance's own `$PORT` (the default). */
+export type CheckPort = number | '$PORT';
+
+export interface CheckTiming {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failed probes of a ready instance before it counts as unhealthy. */
+  retries: number;
+  /** How long a launching instance may take to pass its first probe before it counts as failed. */
+  graceMs: number;
+}
+
+export type HealthSpec =
+  | ({ kind: 'http'; path: string; port: CheckPort } & CheckTiming)
+  | ({ kind: 'tcp'; port: CheckPort } & CheckTiming)
+  | ({ kind: 'exec'; command: string } & CheckTiming)
+  /** No check configured: the instance is ready once its process is alive (level 1). */
+  | ({ kind: 'process' } & CheckTiming);
+
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
+export interface RestartSpec {
+  policy: RestartPolicy;
+  /** First delayed retry; doubles each failure after that (the first restart is immediate). */
+  backoffMs: number;
+  maxBackoffMs: number;
+  /** Consecutive failures after which the instance is marked `failed` (crash loop). */
+  maxRetries: number;
+  /** Time an instance must stay ready for its failure count to reset. */
+  resetAfterMs: number;
+}
+
+export interface StopSpec {
+  /** First signal sent (after the graceful shutdown op, for SDK cells). */
+  signal: NodeJS.Signals;
+  /** Wait after `signal` before SIGTERM. */
+  timeoutMs: number;
+  /** Wait after SIGTERM before SIGKILL to the whole process group. */
+  killAfterMs: number;
+}
+
+export interface CellSpec {
+  name: string;
+  /** Command line, run as `/bin/sh -c "exec <run>"`. */
+  run: string;
+  cwd: string;
+  env: Record<string, string>;
+  dependsOn: string[];
+  instances: number;
+  health: HealthSpec;
+  restart: RestartSpec;
+  stop: StopSpec;
+  /** Globs (relative to cwd) hashed into the cell's version. */
+  source: string[];
+  build?: string;
+  /** 1-based line of the cell's key in the manifest, for error messages. */
+  line?: number;
+}
+
+export interface MeshSpec {
+  /** Absolute path of the manifest file. */
+  file: string;
+  /** Directory of the manifest; relative `cwd`s resolve against it. */
+  dir: string;
+  cells: CellSpec[];
+  gateway: { port: number };
+  /** Seed: the version loop runs every 60 s. */
+  versionCheckIntervalMs: number;
+  logs: { maxBytes: number; keep: number };
+}

@@ -1,0 +1,31 @@
+import type { Store } from '../store/index.js';
+import type { TransitionEvent } from '../reconciler/types.js';
+
+/**
+ * The observer: the event log of every instance transition (what `cell events`, `cell status`
+ * and the tests read), kept in the store under `events/` with a TTL so it cannot grow forever.
+ */
+export class EventLog {
+  private seq = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly retentionMs = 24 * 3600_000,
+  ) {}
+
+  append(event: TransitionEvent): void {
+    // Time first, then a per-daemon sequence: keys sort in commit order across daemon restarts.
+    const key = `events/${String(event.at).padStart(15, '0')}-${String(this.seq++).padStart(8, '0')}-${process.pid}`;
+    this.store.put(key, event, { now: event.at, ttlMs: this.retentionMs });
+  }
+
+  list(now: number, filter: { cell?: string; since?: number; limit?: number } = {}): TransitionEvent[] {
+    let events = this.store.list<TransitionEvent>('events/', now).map((e) => e.value);
+    if (filter.cell) events = events.filter((e) => e.cell === filter.cell);
+    if (filter.since !== undefined) events = events.filter((e) => e.at >= filter.since!);
+    if (filter.limit !== undefined) events = events.slice(-filter.limit);
+    return events;
+  }
+}
+
+export { readProcessUsage, type ProcessUsage } from './usage.js';

@@ -1,0 +1,27 @@
+export type {
+  Action,
+  Desired,
+  DesiredCell,
+  ExitEvent,
+  HealthStatus,
+  InstanceRecord,
+  InstanceState,
+  ReconcileResult,
+  TransitionEvent,
+} from './types.js';
+export { reconcile, instanceKey, isCellHealthy, readyCount } from './reconcile.js';
+export {
+  backoffDelay,
+  describeExit,
+  draining,
+  exitedUnexpectedly,
+  launched,
+  newInstanceRecord,
+  pausedFor,
+  probeFailed,
+  probePassed,
+  released,
+  resumed,
+  spawnFailed,
+  stoppedOnRequest,
+} from './transitions.js';

@@ -1,0 +1,104 @@
+import type { Action, Desired, InstanceRecord, ReconcileResult } from './types.js';
+
+/** Key of an instance in maps and in the store: `<cell>/<index>`. */
+export function instanceKey(cell: string, index: number): string {
+  return `${cell}/${index}`;
+}
+
+/** Ready instances of `cell` among the ones the manifest asks for. */
+export function readyCount(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): number {
+  const want = desired.cells.get(cell)?.spec.instances ?? 0;
+  let ready = 0;
+  for (let i = 0; i < want; i++) {
+    if (observed.get(instanceKey(cell, i))?.state === 'ready') ready++;
+  }
+  return ready;
+}
+
+/** A cell is healthy when every instance the manifest asks for is ready. */
+export function isCellHealthy(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
+  const want = desired.cells.get(cell)?.spec.instances ?? 0;
+  return want > 0 && readyCount(cell, desired, observed) >= want;
+}
+
+/**
+ * The one decision function: given what the manifest asks for, what runs, and the time, which
+ * actions bring the two closer. Pure: no I/O, no clock, no randomness, so it is tested with
+ * thousands of fabricated states.
+ *
+ * Rules, per instance of each desired cell:
+ * - absent or due in backoff → start, once every dependency is healthy (all its instances ready);
+ * - launching for longer than the health grace → kill (counted as a failure);
+ * - launching or ready while a dependency has no ready instance → pause; paused while every
+ *   dependency is healthy again → resume (hysteresis: pause on "down", resume on "healthy");
+ * - beyond the wanted instance count → stop, then forget once stopped.
+ * Instances that hold (failed, stopped by policy or request) are left alone.
+ */
+export function reconcile(desired: Desired, observed: Map<string, InstanceRecord>, now: number): ReconcileResult {
+  const actions: Action[] = [];
+  let wakeAt: number | null = null;
+  const wake = (t: number) => {
+    if (wakeAt === null || t < wakeAt) wakeAt = t;
+  };
+
+  for (const [name, cell] of desired.cells) {
+    const deps = cell.spec.dependsOn;
+    const depsHealthy = deps.every((d) => isCellHealthy(d, desired, observed));
+    const downDep = deps.find((d) => readyCount(d, desired, observed) === 0);
+
+    for (let i = 0; i < cell.spec.instances; i++) {
+      const rec = observed.get(instanceKey(name, i));
+      if (!rec) {
+        if (depsHealthy) actions.push({ type: 'start', cell: name, index: i, isRestart: false });
+        continue;
+      }
+      if (rec.hold) continue;
+      switch (rec.state) {
+        case 'stopped':
+          if (depsHealthy) actions.push({ type: 'start', cell: name, index: i, isRestart: true });
+          break;
+        case 'backoff':
+          if (rec.retryAt !== null && rec.retryAt > now) wake(rec.retryAt);
+          else if (depsHealthy) actions.push({ type: 'start', cell: name, index: i, isRestart: true });
+          break;
+        case 'launching':
+        case 'ready':
+          if (downDep !== undefined) {
+            actions.push({ type: 'pause', cell: name, index: i, reason: `dependency ${downDep} is down` });
+          } else if (rec.state === 'launching' && rec.pid !== null && !rec.killedForHealth) {
+            // Grace counts from entering `launching` (a start, or a resume after a pause).
+            const deadline = rec.stateSince + cell.spec.health.graceMs;
+            if (now >= deadline) {
+              actions.push({
+                type: 'kill-unhealthy',
+                cell: name,
+                index: i,
+                reason: `not healthy within grace ${cell.spec.health.graceMs}ms${rec.healthDetail ? ` (${rec.healthDetail})` : ''}`,
+              });
+            } else {
+              wake(deadline);
+            }
+          }
+          break;
+        case 'paused':
+          if (depsHealthy) actions.push({ type: 'resume', cell: name, index: i });
+          break;
+        case 'draining':
+        case 'failed':
+          break;
+      }
+    }
+  }
+
+  // Instances beyond the wanted count (scale down), or of a cell with fewer instances now.
+  for (const rec of observed.values()) {
+    const cell = desired.cells.get(rec.cell);
+    if (!cell || rec.index < cell.spec.instances) continue;
+    if (rec.state === 'stopped' || rec.state === 'failed') {
+      actions.push({ type: 'forget', cell: rec.cell, index: rec.index });
+    } else if (rec.state !== 'draining') {
+      actions.push({ type: 'stop', cell: rec.cell, index: rec.index, reason: 'scaled down' });
+    }
+  }
+  return { actions, wakeAt };
+}

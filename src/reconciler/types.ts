@@ -1,0 +1,85 @@
+import type { CellSpec } from '../manifest/types.js';
+
+/** The seed's lifecycle: Idle → Launching → Ready → Draining → Stopped, plus Failed, Backoff, Paused. */
+export type InstanceState = 'launching' | 'ready' | 'draining' | 'stopped' | 'failed' | 'backoff' | 'paused';
+
+export type HealthStatus = 'unknown' | 'passing' | 'failing';
+
+/** Desired state of one cell: what the manifest asks for, with its computed version. */
+export interface DesiredCell {
+  spec: CellSpec;
+  /** BLAKE3 of the cell's source files (or of its spec when it has none). */
+  version: string;
+}
+
+export interface Desired {
+  cells: Map<string, DesiredCell>;
+}
+
+/**
+ * Observed state of one instance. The supervisor owns these records; every change goes through
+ * the pure transition functions of this module so that the rules live in one place.
+ */
+export interface InstanceRecord {
+  cell: string;
+  index: number;
+  state: InstanceState;
+  pid: number | null;
+  /** /proc start time of `pid`, to tell our process from a reused pid. */
+  startTicks: number | null;
+  port: number;
+  health: HealthStatus;
+  healthDetail: string | null;
+  /** How many times this instance was started again after its first start. */
+  restarts: number;
+  /** Consecutive failures (exit or unhealthy) since the last stable run. */
+  failures: number;
+  version: string;
+  startedAt: number | null;
+  readyAt: number | null;
+  stateSince: number;
+  /** In `backoff`: when the next start is due. */
+  retryAt: number | null;
+  /** Why the instance is in its state (last exit, crash loop, waiting dependency...). */
+  reason: string | null;
+  /**
+   * When true the reconciler leaves the instance alone (exited under policy never/on-failure,
+   * stopped by request, or failed). `cell up` and `cell restart` release it.
+   */
+  hold: boolean;
+  /** Set when the supervisor kills the instance for failing health: its exit counts as a failure. */
+  killedForHealth: boolean;
+}
+
+export type Action =
+  | { type: 'start'; cell: string; index: number; isRestart: boolean }
+  /** Graceful stop (draining), e.g. scale down. */
+  | { type: 'stop'; cell: string; index: number; reason: string }
+  /** Kill an instance that is not healthy; its exit is then counted as a failure. */
+  | { type: 'kill-unhealthy'; cell: string; index: number; reason: string }
+  | { type: 'pause'; cell: string; index: number; reason: string }
+  | { type: 'resume'; cell: string; index: number }
+  /** Forget a stopped instance that the manifest no longer asks for (index beyond `instances`). */
+  | { type: 'forget'; cell: string; index: number };
+
+export interface ReconcileResult {
+  actions: Action[];
+  /** Earliest time at which the reconciler should run again even if nothing changes (null: none). */
+  wakeAt: number | null;
+}
+
+export interface ExitEvent {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A transition as recorded in the event log. */
+export interface TransitionEvent {
+  at: number;
+  cell: string;
+  instance: number;
+  from: InstanceState | null;
+  to: InstanceState;
+  reason: string | null;
+  pid: number | null;
+}

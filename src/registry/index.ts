@@ -1,0 +1,60 @@
+import type { Store } from '../store/index.js';
+
+/**
+ * The registry (the seed's Nucleus): which instances serve a cell and where. An endpoint is a
+ * store key under `registry/endpoints/<cell>/<index>` with a TTL; heartbeats renew it, so an
+ * instance whose heartbeats stop disappears from discovery on its own.
+ */
+export interface Endpoint {
+  cell: string;
+  instance: number;
+  url: string;
+  port: number;
+  pid: number | null;
+  version: string;
+}
+
+const PREFIX = 'registry/endpoints/';
+
+export class Registry {
+  /** When each endpoint's lease was last written, to renew it only past half its TTL. */
+  private renewedAt = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly ttlMs: number,
+  ) {}
+
+  static key(cell: string, instance: number): string {
+    return `${PREFIX}${cell}/${instance}`;
+  }
+
+  /** Registers (or re-registers) an endpoint. Idempotent. */
+  register(endpoint: Endpoint, now: number): void {
+    const key = Registry.key(endpoint.cell, endpoint.instance);
+    this.store.put(key, endpoint, { now, ttlMs: this.ttlMs });
+    this.renewedAt.set(key, now);
+  }
+
+  /** A heartbeat: renews the lease once half of it has run out, so steady health costs few writes. */
+  heartbeat(endpoint: Endpoint, now: number): void {
+    const key = Registry.key(endpoint.cell, endpoint.instance);
+    const last = this.renewedAt.get(key);
+    if (last === undefined || now - last >= this.ttlMs / 2) this.register(endpoint, now);
+  }
+
+  deregister(cell: string, instance: number): void {
+    const key = Registry.key(cell, instance);
+    this.renewedAt.delete(key);
+    this.store.delete(key);
+  }
+
+  endpoints(now: number, cell?: string): Endpoint[] {
+    return this.store.list<Endpoint>(cell ? `${PREFIX}${cell}/` : PREFIX, now).map((e) => e.value);
+  }
+
+  /** Calls `onChange` after any endpoint change (including expiries swept by the store). */
+  watch(onChange: () => void): () => void {
+    return this.store.watch(PREFIX, onChange);
+  }
+}

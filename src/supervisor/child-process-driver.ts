@@ -1,0 +1,133 @@
+/**
+ * The real `ProcessDriver`: plain child processes, each the leader of its own process group,
+ * writing straight into its log file. Linux only (it reads /proc).
+ */
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { ExitInfo, ProcessDriver, ProcessHandle, SpawnRequest } from './driver.js';
+import { SignalError, SpawnError } from './errors.js';
+import { isDeadState, readProcStat } from './proc.js';
+
+/** How often an adopted process (not our child, so no 'exit' event) is checked for being gone. */
+export const ADOPT_POLL_MS = 250;
+
+export class ChildProcessDriver implements ProcessDriver {
+  /**
+   * Starts `/bin/sh -c "exec <command>"` detached (setsid: its own session and process group, so
+   * it outlives the daemon and a group signal reaches its descendants). The log file is opened
+   * O_APPEND, so copytruncate rotation leaves the child's later writes at the start of the file.
+   * Resolves once the process runs (the pid may still show /bin/sh for a moment, until its exec);
+   * rejects with `SpawnError` naming the cell when it cannot start.
+   *
+   * The child is unref'd so the daemon can exit while cells run on: awaiting `exited` alone does not
+   * keep the event loop alive (the daemon's servers or a timer must).
+   */
+  spawn(req: SpawnRequest): Promise<ProcessHandle> {
+    const fail = (cause: unknown, reason?: string) => new SpawnError(req, { cause, reason });
+
+    // Checked first because a missing cwd otherwise surfaces as a misleading "spawn /bin/sh ENOENT".
+    try {
+      if (!statSync(req.cwd).isDirectory()) return Promise.reject(fail(undefined, `cwd ${req.cwd} is not a directory`));
+    } catch (cause) {
+      return Promise.reject(fail(cause, `cwd ${req.cwd} does not exist or is not accessible`));
+    }
+
+    let fd: number;
+    try {
+      mkdirSync(dirname(req.logFile), { recursive: true });
+      fd = openSync(req.logFile, 'a');
+    } catch (cause) {
+      return Promise.reject(fail(cause, `cannot open log file ${req.logFile}: ${(cause as Error).message}`));
+    }
+
+    return new Promise<ProcessHandle>((resolve, reject) => {
+      let child: ChildProcess;
+      try {
+        child = spawnChild('/bin/sh', ['-c', 'exec ' + req.command], {
+          cwd: req.cwd,
+          env: req.env,
+          detached: true,
+          stdio: ['ignore', fd, fd],
+        });
+      } catch (cause) {
+        reject(fail(cause));
+        return;
+      } finally {
+        // The child holds its own copy of the descriptor; the daemon needs none.
+        closeSync(fd);
+      }
+
+      const exited = new Promise<ExitInfo>((resolveExit) => {
+        child.once('exit', (code, signal) => resolveExit({ code, signal }));
+      });
+      // Kept for the child's lifetime: a later 'error' (a failed kill) must not crash the daemon.
+      child.on('error', (cause) => reject(fail(cause)));
+      child.once('spawn', () => {
+        const pid = child.pid!;
+        // The child is at worst a zombie here (it is reaped only after this event), so /proc has it.
+        const startTicks = readProcStat(pid)?.startTicks ?? 0;
+        child.unref();
+        resolve({ pid, startTicks, exited });
+      });
+    });
+  }
+
+  /**
+   * Returns a handle for a live process with this pid and start time (from an earlier daemon), or
+   * undefined. Its exit is noticed by polling /proc every 250 ms; the exit code is then unknown
+   * (`{ code: null, signal: null }`), since only the parent can learn it.
+   */
+  adopt(pid: number, startTicks: number): ProcessHandle | undefined {
+    if (!this.isAlive(pid, startTicks)) return undefined;
+    const exited = new Promise<ExitInfo>((resolve) => {
+      const timer = setInterval(() => {
+        if (this.isAlive(pid, startTicks)) return;
+        clearInterval(timer);
+        resolve({ code: null, signal: null });
+      }, ADOPT_POLL_MS);
+      timer.unref();
+    });
+    return { pid, startTicks, exited };
+  }
+
+  /** Sends `signal` to every process of the group led by `pid`; a gone group is not an error. */
+  signalGroup(pid: number, signal: NodeJS.Signals): void {
+    if (!Number.isInteger(pid) || pid <= 1) throw new TypeError(`signalGroup: pid must be an integer > 1, got ${pid}`);
+    try {
+      process.kill(-pid, signal);
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ESRCH') return;
+      throw new SignalError({ pid, signal }, { cause });
+    }
+  }
+
+  isAlive(pid: number, startTicks: number): boolean {
+    const stat = readProcStat(pid);
+    return stat !== undefined && !isDeadState(stat.state) && stat.startTicks === startTicks;
+  }
+
+  /** Scans /proc for a non-zombie member of the group (kill(-pgid, 0) would count zombies too). */
+  groupAlive(pgid: number): boolean {
+    if (!Number.isInteger(pgid) || pgid <= 1) return false;
+    // Fast path: no member at all, not even a zombie.
+    try {
+      process.kill(-pgid, 0);
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    }
+    let entries: string[];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      return false;
+    }
+    for (const name of entries) {
+      const c = name.charCodeAt(0);
+      if (c < 48 || c > 57) continue;
+      const stat = readProcStat(Number(name));
+      if (stat && stat.pgrp === pgid && !isDeadState(stat.state)) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,32 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * Processes that carry our `CELL_HOME` and a `CELL_INSTANCE` in their environment but that no
+ * record tracks: an instance spawned just before the daemon was killed, before its pid was saved.
+ * Members of a tracked instance's process group (its own children) are not strays.
+ */
+export function findStrayInstances(home: string, trackedGroups: Set<number>): { pid: number; cell: string; instance: string }[] {
+  const strays: { pid: number; cell: string; instance: string }[] = [];
+  const homeVar = `CELL_HOME=${home}`;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (!environ.includes(homeVar)) continue;
+      const cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice(10);
+      const instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice(14);
+      if (cell === undefined || instance === undefined) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] === 'Z') continue;
+      const pgrp = Number(fields[2]);
+      if (trackedGroups.has(pgrp)) continue;
+      strays.push({ pid, cell, instance });
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return strays;
+}

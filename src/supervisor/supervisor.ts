@@ -1,0 +1,521 @@
+import { createServer } from 'node:net';
+import type { Clock } from '../clock/index.js';
+import type { CellSpec } from '../manifest/types.js';
+import type { Store } from '../store/index.js';
+import type { Registry } from '../registry/index.js';
+import type { EventLog } from '../observer/index.js';
+import { probe, type ProbeResult } from '../health/index.js';
+import {
+  draining,
+  exitedUnexpectedly,
+  instanceKey,
+  launched,
+  newInstanceRecord,
+  pausedFor,
+  probeFailed,
+  probePassed,
+  reconcile,
+  released,
+  resumed,
+  spawnFailed,
+  stoppedOnRequest,
+  type Action,
+  type Desired,
+  type DesiredCell,
+  type ExitEvent,
+  type InstanceRecord,
+} from '../reconciler/index.js';
+import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
+import { findStrayInstances } from './stray.js';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface SupervisorOptions {
+  driver: ProcessDriver;
+  store: Store;
+  clock: Clock;
+  registry: Registry;
+  events: EventLog;
+  log: Logger;
+  home: string;
+  /** Environment every instance inherits (the daemon's own), before the cell's `env`. */
+  baseEnv: Record<string, string>;
+  logFileOf(cell: string, index: number): string;
+  /** Called after any record change (for control-plane.json and watchers). */
+  onChange?(): void;
+}
+
+export interface LastProbe {
+  at: number;
+  result: ProbeResult;
+}
+
+const RECORD_PREFIX = 'instances/';
+/** First readiness probe delay of a launching instance; grows ×1.5 up to the check interval. */
+const FIRST_READY_PROBE_MS = 20;
+
+function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(ms, resolve));
+}
+
+/**
+ * The supervisor (the seed's Hypervisor) executes the reconciler's actions on real processes
+ * through a ProcessDriver, runs the health probes, and turns what it sees (spawned, probe passed,
+ * exited) into record transitions. It holds the only copy of the observed state that matters and
+ * persists every change under `instances/` in the store before acting on the next one.
+ *
+ * Order of a start: port picked → record `launching` (persisted, so no second start can race it)
+ * → spawn → pid persisted → probes → `ready` → registered in the registry.
+ * Order of a stop: deregistered (the gateway stops routing) → `draining` → stop signal, timeout,
+ * SIGTERM, kill_after, SIGKILL to the whole group → `stopped`.
+ */
+export class Supervisor {
+  private desired: Desired = { cells: new Map() };
+  private readonly records = new Map<string, InstanceRecord>();
+  private readonly handles = new Map<string, ProcessHandle>();
+  private readonly probeTimers = new Map<string, () => void>();
+  private readonly probeFailures = new Map<string, number>();
+  private readonly lastProbes = new Map<string, LastProbe>();
+  private readonly stopsInFlight = new Map<string, Promise<void>>();
+  private readonly usedPorts = new Set<number>();
+  private tickQueued = false;
+  private cancelWake: (() => void) | null = null;
+  /** While halted (shutdown, restart of everything), the reconciler starts nothing. */
+  private halted = false;
+  /** Which cells may be started now; the daemon opens it to app cells once the kernel is up. */
+  private startGate: (cell: string) => boolean = () => true;
+
+  constructor(private readonly o: SupervisorOptions) {}
+
+  // ---------------------------------------------------------------- state
+
+  get desiredCells(): ReadonlyMap<string, DesiredCell> {
+    return this.desired.cells;
+  }
+
+  instances(): InstanceRecord[] {
+    return [...this.records.values()].sort((a, b) => a.cell.localeCompare(b.cell) || a.index - b.index);
+  }
+
+  lastProbe(cell: string, index: number): LastProbe | undefined {
+    return this.lastProbes.get(instanceKey(cell, index));
+  }
+
+  /** Limits starts to the cells `gate` accepts (kernel boot); other actions go on as usual. */
+  setStartGate(gate: (cell: string) => boolean): void {
+    this.startGate = gate;
+    this.requestTick();
+  }
+
+  /** Replaces the desired state; instances are started, paused or stopped by the next tick. */
+  setDesired(desired: Desired): void {
+    this.desired = desired;
+    this.requestTick();
+  }
+
+  /** Puts held instances (failed, stopped) of `cells` back under the reconciler. Returns how many. */
+  release(cells: Iterable<string>): number {
+    const wanted = new Set(cells);
+    let count = 0;
+    for (const rec of this.records.values()) {
+      if (wanted.has(rec.cell) && rec.hold) {
+        this.update(released(rec, this.o.clock.now()), 'released');
+        count++;
+      }
+    }
+    this.requestTick();
+    return count;
+  }
+
+  // ---------------------------------------------------------------- boot: readoption
+
+  /**
+   * Loads the records an earlier daemon left in the store and takes over their processes: a live
+   * process with the same pid and start time is adopted as it is; a dead one is counted as gone
+   * (and its leftover group killed); an untracked process carrying our CELL_HOME is killed, so a
+   * cell never runs twice. Call once, before the first tick.
+   */
+  readopt(): { adopted: number; gone: number; strays: number } {
+    const now = this.o.clock.now();
+    let adopted = 0;
+    let gone = 0;
+    for (const entry of this.o.store.list<InstanceRecord>(RECORD_PREFIX, now)) {
+      const rec = entry.value;
+      const key = instanceKey(rec.cell, rec.index);
+      this.records.set(key, rec);
+      this.usedPorts.add(rec.port);
+      if (rec.pid === null || rec.startTicks === null) {
+        // Spawned or stopping when the daemon died, before a pid was saved: start it again
+        // (a process it may have left is killed below as a stray).
+        if (rec.state === 'launching') this.update({ ...stoppedOnRequest(rec, 'daemon stopped while starting', now), hold: false });
+        else if (rec.state === 'draining') this.update(stoppedOnRequest(rec, 'stopped while the daemon was down', now));
+        continue;
+      }
+      const handle = this.o.driver.adopt(rec.pid, rec.startTicks);
+      if (handle) {
+        adopted++;
+        this.attach(key, handle);
+        this.o.log.info({ cell: rec.cell, instance: rec.index, pid: rec.pid }, 'readopted instance');
+        if (rec.state === 'draining') void this.stopInstance(rec.cell, rec.index, rec.reason ?? 'stop resumed');
+        else if (rec.state === 'launching' || rec.state === 'ready') this.startProbing(key, rec.state === 'ready' ? 0 : FIRST_READY_PROBE_MS);
+      } else {
+        gone++;
+        if (this.o.driver.groupAlive(rec.pid)) this.o.driver.signalGroup(rec.pid, 'SIGKILL');
+        const spec = this.desired.cells.get(rec.cell)?.spec;
+        if (rec.state === 'draining' || !spec) {
+          this.update(stoppedOnRequest(rec, 'stopped while the daemon was down', now), 'gone');
+        } else if (rec.state === 'paused' || rec.state === 'launching' || rec.state === 'ready') {
+          const next = exitedUnexpectedly(rec, { code: null, signal: null }, spec, now);
+          this.update({ ...next, reason: 'exited while the daemon was down' }, 'gone');
+        } else {
+          this.update({ ...rec, pid: null, startTicks: null });
+        }
+      }
+    }
+    const tracked = new Set([...this.records.values()].map((r) => r.pid).filter((p): p is number => p !== null));
+    const strays = findStrayInstances(this.o.home, tracked);
+    for (const stray of strays) {
+      this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'killing untracked instance process');
+      this.o.driver.signalGroup(stray.pid, 'SIGKILL');
+    }
+    return { adopted, gone, strays: strays.length };
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  requestTick(): void {
+    if (this.tickQueued) return;
+    this.tickQueued = true;
+    queueMicrotask(() => {
+      this.tickQueued = false;
+      this.tick();
+    });
+  }
+
+  private tick(): void {
+    if (this.halted) return;
+    const now = this.o.clock.now();
+    const { actions, wakeAt } = reconcile(this.desired, this.records, now);
+    for (const action of actions) {
+      if (action.type === 'start' && !this.startGate(action.cell)) continue;
+      this.execute(action);
+    }
+    this.cancelWake?.();
+    this.cancelWake = wakeAt === null ? null : this.o.clock.setTimer(wakeAt - now, () => this.requestTick());
+  }
+
+  private execute(action: Action): void {
+    const key = instanceKey(action.cell, action.index);
+    switch (action.type) {
+      case 'start':
+        void this.startInstance(action.cell, action.index, action.isRestart);
+        break;
+      case 'stop':
+        void this.stopInstance(action.cell, action.index, action.reason);
+        break;
+      case 'kill-unhealthy':
+        this.killUnhealthy(key, action.reason);
+        break;
+      case 'pause': {
+        const rec = this.records.get(key)!;
+        this.stopProbing(key);
+        this.o.registry.deregister(rec.cell, rec.index);
+        if (rec.pid !== null) this.o.driver.signalGroup(rec.pid, 'SIGSTOP');
+        this.update(pausedFor(rec, action.reason, this.o.clock.now()), action.reason);
+        break;
+      }
+      case 'resume': {
+        const rec = this.records.get(key)!;
+        if (rec.pid !== null) this.o.driver.signalGroup(rec.pid, 'SIGCONT');
+        this.update(resumed(rec, this.o.clock.now()), 'dependencies healthy again');
+        this.startProbing(key, 0);
+        break;
+      }
+      case 'forget':
+        this.forget(key);
+        break;
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  private async startInstance(cell: string, index: number, isRestart: boolean): Promise<void> {
+    const key = instanceKey(cell, index);
+    const desired = this.desired.cells.get(cell);
+    if (!desired) return;
+    const spec = desired.spec;
+    const now = this.o.clock.now();
+    let rec = this.records.get(key) ?? newInstanceRecord(cell, index, 0, desired.version, now);
+    // Claim the instance before any await, so no other tick starts it a second time.
+    rec = { ...launched(rec, { pid: 0, startTicks: 0, version: desired.version, isRestart }, now), pid: null, startTicks: null };
+    this.update(rec, isRestart ? 'restart' : 'start');
+    try {
+      const port = rec.port || (await this.allocatePort());
+      this.usedPorts.add(port);
+      if (port !== rec.port) this.update({ ...this.records.get(key)!, port });
+      const handle = await this.o.driver.spawn({
+        cell,
+        instance: index,
+        command: spec.run,
+        cwd: spec.cwd,
+        env: this.instanceEnv(spec, index, port),
+        logFile: this.o.logFileOf(cell, index),
+      });
+      const current = this.records.get(key)!;
+      this.update({ ...current, pid: handle.pid, startTicks: handle.startTicks });
+      this.attach(key, handle);
+      this.o.log.info({ cell, instance: index, pid: handle.pid, port }, 'started instance');
+      this.startProbing(key, FIRST_READY_PROBE_MS);
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      this.o.log.error({ cell, instance: index, err: detail }, 'could not start instance');
+      this.update(spawnFailed(this.records.get(key)!, detail, spec, this.o.clock.now()), `spawn failed: ${detail}`);
+      this.requestTick();
+    }
+  }
+
+  instanceEnv(spec: CellSpec, index: number, port: number): Record<string, string> {
+    return {
+      ...this.o.baseEnv,
+      ...spec.env,
+      PORT: String(port),
+      CELL_NAME: spec.name,
+      CELL_INSTANCE: String(index),
+      CELL_HOME: this.o.home,
+    };
+  }
+
+  private allocatePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = createServer();
+      server.unref();
+      server.on('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        const port = typeof address === 'object' && address ? address.port : 0;
+        server.close(() => (this.usedPorts.has(port) ? this.allocatePort().then(resolve, reject) : resolve(port)));
+      });
+    });
+  }
+
+  private attach(key: string, handle: ProcessHandle): void {
+    this.handles.set(key, handle);
+    void handle.exited.then((exit) => this.onExit(key, handle, exit));
+  }
+
+  // ---------------------------------------------------------------- exit
+
+  private onExit(key: string, handle: ProcessHandle, exit: ExitInfo): void {
+    if (this.handles.get(key) === handle) this.handles.delete(key);
+    const rec = this.records.get(key);
+    if (!rec || rec.pid !== handle.pid) return;
+    // A stop in progress owns the transition to `stopped`.
+    if (rec.state === 'draining' || this.stopsInFlight.has(key)) return;
+    this.stopProbing(key);
+    this.o.registry.deregister(rec.cell, rec.index);
+    const spec = this.desired.cells.get(rec.cell)?.spec;
+    const now = this.o.clock.now();
+    if (!spec) {
+      this.update(stoppedOnRequest(rec, 'exited (no longer in the manifest)', now));
+      return;
+    }
+    const next = exitedUnexpectedly(rec, exit as ExitEvent, spec, now);
+    if (next.state === 'failed') this.o.log.error({ cell: rec.cell, instance: rec.index, reason: next.reason }, 'ALERT: instance failed (crash loop), manual intervention needed');
+    else this.o.log.warn({ cell: rec.cell, instance: rec.index, exit, retryAt: next.retryAt }, 'instance exited');
+    this.update(next, next.reason);
+    this.requestTick();
+  }
+
+  // ---------------------------------------------------------------- health
+
+  private startProbing(key: string, delayMs: number): void {
+    this.stopProbing(key);
+    this.probeFailures.set(key, 0);
+    this.scheduleProbe(key, delayMs, FIRST_READY_PROBE_MS);
+  }
+
+  private stopProbing(key: string): void {
+    this.probeTimers.get(key)?.();
+    this.probeTimers.delete(key);
+  }
+
+  private scheduleProbe(key: string, delayMs: number, ramp: number): void {
+    const cancel = this.o.clock.setTimer(delayMs, () => void this.runProbe(key, ramp));
+    this.probeTimers.set(key, cancel);
+  }
+
+  private async runProbe(key: string, ramp: number): Promise<void> {
+    const rec = this.records.get(key);
+    const spec = rec ? this.desired.cells.get(rec.cell)?.spec : undefined;
+    if (!rec || !spec || rec.pid === null || (rec.state !== 'launching' && rec.state !== 'ready')) {
+      this.probeTimers.delete(key);
+      return;
+    }
+    const pid = rec.pid;
+    const result: ProbeResult =
+      spec.health.kind === 'process'
+        ? { ok: this.o.driver.isAlive(pid, rec.startTicks ?? 0), level: 'process', durationMs: 0 }
+        : await probe({ spec: spec.health, port: rec.port, cwd: spec.cwd, env: this.instanceEnv(spec, rec.index, rec.port) });
+    const now = this.o.clock.now();
+    const current = this.records.get(key);
+    // The instance changed under the probe (exited, stopped, restarted): this result is stale.
+    if (!current || current.pid !== pid || (current.state !== 'launching' && current.state !== 'ready')) return;
+    this.lastProbes.set(key, { at: now, result });
+    const endpoint = { cell: current.cell, instance: current.index, url: `http://127.0.0.1:${current.port}`, port: current.port, pid, version: current.version };
+    if (result.ok) {
+      this.probeFailures.set(key, 0);
+      if (current.state === 'launching') {
+        this.update(probePassed(current, now), 'healthy');
+        this.o.registry.register(endpoint, now);
+        this.requestTick();
+      } else {
+        if (current.health !== 'passing') this.update(probePassed(current, now));
+        this.o.registry.heartbeat(endpoint, now);
+      }
+    } else if (current.state === 'ready') {
+      const failures = (this.probeFailures.get(key) ?? 0) + 1;
+      this.probeFailures.set(key, failures);
+      this.update(probeFailed(current, result.detail ?? 'probe failed'));
+      if (failures >= spec.health.retries) {
+        this.killUnhealthy(key, `${failures} failed probes: ${result.detail ?? 'probe failed'}`);
+        return;
+      }
+    } else if (current.healthDetail !== (result.detail ?? null)) {
+      this.update({ ...probeFailed(current, result.detail ?? 'probe failed'), health: 'unknown' });
+    }
+    const next = this.records.get(key)!;
+    if (next.state === 'launching') {
+      const delay = Math.min(ramp, spec.health.intervalMs);
+      this.scheduleProbe(key, delay, Math.ceil(ramp * 1.5));
+    } else {
+      this.scheduleProbe(key, spec.health.intervalMs, ramp);
+    }
+  }
+
+  private killUnhealthy(key: string, reason: string): void {
+    const rec = this.records.get(key);
+    if (!rec) return;
+    this.stopProbing(key);
+    this.o.registry.deregister(rec.cell, rec.index);
+    this.o.log.warn({ cell: rec.cell, instance: rec.index, reason }, 'killing unhealthy instance');
+    this.update({ ...rec, killedForHealth: true, health: 'failing', healthDetail: reason });
+    if (rec.pid !== null) {
+      this.o.driver.signalGroup(rec.pid, 'SIGKILL');
+      this.o.driver.signalGroup(rec.pid, 'SIGCONT');
+    }
+  }
+
+  // ---------------------------------------------------------------- stop
+
+  /**
+   * Stops one instance gracefully: stop signal, `timeout`, SIGTERM, `kill_after`, SIGKILL to the
+   * whole process group. Idempotent: a second call joins the stop in progress.
+   */
+  stopInstance(cell: string, index: number, reason: string): Promise<void> {
+    const key = instanceKey(cell, index);
+    const inFlight = this.stopsInFlight.get(key);
+    if (inFlight) return inFlight;
+    const done = this.runStop(key, reason).finally(() => this.stopsInFlight.delete(key));
+    this.stopsInFlight.set(key, done);
+    return done;
+  }
+
+  private async runStop(key: string, reason: string): Promise<void> {
+    const rec = this.records.get(key);
+    if (!rec) return;
+    this.stopProbing(key);
+    this.o.registry.deregister(rec.cell, rec.index);
+    const now = this.o.clock.now();
+    if (rec.pid === null) {
+      this.update(stoppedOnRequest(rec, reason, now), reason);
+      return;
+    }
+    const pid = rec.pid;
+    this.update(draining(rec, reason, now), reason);
+    const stop = this.desired.cells.get(rec.cell)?.spec.stop ?? { signal: 'SIGTERM' as const, timeoutMs: 5000, killAfterMs: 2000 };
+    const handle = this.handles.get(key);
+    const exited = handle ? handle.exited.then(() => true) : Promise.resolve(!this.o.driver.isAlive(pid, rec.startTicks ?? 0));
+    const exitedWithin = (ms: number) => Promise.race([exited, sleep(this.o.clock, ms).then(() => false)]);
+    const send = (signal: NodeJS.Signals) => {
+      this.o.driver.signalGroup(pid, signal);
+      // A paused (SIGSTOPped) group only acts on its signals once continued.
+      this.o.driver.signalGroup(pid, 'SIGCONT');
+    };
+    send(stop.signal);
+    let gone = await exitedWithin(stop.timeoutMs);
+    if (!gone) {
+      this.o.log.warn({ cell: rec.cell, instance: rec.index, pid }, `no exit within ${stop.timeoutMs}ms of ${stop.signal}, sending SIGTERM`);
+      send('SIGTERM');
+      gone = await exitedWithin(stop.killAfterMs);
+    }
+    if (!gone) {
+      this.o.log.warn({ cell: rec.cell, instance: rec.index, pid }, `no exit within ${stop.killAfterMs}ms of SIGTERM, sending SIGKILL`);
+      this.o.driver.signalGroup(pid, 'SIGKILL');
+      await exitedWithin(5000);
+    }
+    // Leftover children of the group (a shell's background jobs, workers) go with their leader.
+    for (let i = 0; i < 50 && this.o.driver.groupAlive(pid); i++) {
+      this.o.driver.signalGroup(pid, 'SIGKILL');
+      await sleep(this.o.clock, 20);
+    }
+    const current = this.records.get(key)!;
+    this.update(stoppedOnRequest(current, reason, this.o.clock.now()), reason);
+  }
+
+  /** Stops every instance, level by level (each level's instances in parallel). Halts the reconciler first. */
+  async stopAll(levels: string[][], reason: string): Promise<void> {
+    this.halted = true;
+    this.cancelWake?.();
+    for (const level of levels) {
+      const names = new Set(level);
+      const batch = [...this.records.values()].filter((r) => names.has(r.cell) && r.state !== 'stopped' && r.state !== 'failed');
+      await Promise.all(batch.map((r) => this.stopInstance(r.cell, r.index, reason)));
+    }
+  }
+
+  /** Lets the reconciler act again after `stopAll`, releasing everything it stopped. */
+  resumeReconciling(cells: Iterable<string>): void {
+    this.halted = false;
+    this.release(cells);
+  }
+
+  /** Instances whose cell is no longer desired (prune removes them). */
+  orphans(): InstanceRecord[] {
+    return this.instances().filter((r) => !this.desired.cells.has(r.cell));
+  }
+
+  async prune(): Promise<InstanceRecord[]> {
+    const victims = this.orphans();
+    await Promise.all(victims.map((r) => this.stopInstance(r.cell, r.index, 'pruned')));
+    for (const r of victims) this.forget(instanceKey(r.cell, r.index));
+    return victims;
+  }
+
+  private forget(key: string): void {
+    const rec = this.records.get(key);
+    this.stopProbing(key);
+    this.records.delete(key);
+    this.lastProbes.delete(key);
+    if (rec) this.usedPorts.delete(rec.port);
+    this.o.store.delete(`${RECORD_PREFIX}${key}`);
+    this.o.onChange?.();
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  private update(next: InstanceRecord, reason?: string | null): void {
+    const key = instanceKey(next.cell, next.index);
+    const prev = this.records.get(key);
+    this.records.set(key, next);
+    const now = this.o.clock.now();
+    this.o.store.put(`${RECORD_PREFIX}${key}`, next, { now });
+    if (!prev || prev.state !== next.state) {
+      this.o.events.append({ at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid });
+    }
+    this.o.onChange?.();
+  }
+}

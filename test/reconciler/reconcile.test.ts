@@ -1,0 +1,231 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  backoffDelay,
+  exitedUnexpectedly,
+  instanceKey,
+  launched,
+  newInstanceRecord,
+  pausedFor,
+  probePassed,
+  reconcile,
+  resumed,
+  type Action,
+  type Desired,
+  type InstanceRecord,
+} from '../../src/reconciler/index.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { fake } from '../support/fake.js';
+
+/**
+ * A tiny world for decision tests: a manual clock, a process table of records, and an executor
+ * that applies actions at once (spawn succeeds; `healthy` decides whether probes pass).
+ */
+class World {
+  clock = new ManualClock();
+  observed = new Map<string, InstanceRecord>();
+  healthy = new Set<string>();
+  startLog: { cell: string; index: number; at: number }[] = [];
+  nextPid = 100;
+  constructor(public desired: Desired) {}
+
+  step(): Action[] {
+    const now = this.clock.now();
+    const { actions } = reconcile(this.desired, this.observed, now);
+    for (const a of actions) {
+      const key = instanceKey(a.cell, a.index);
+      const spec = this.desired.cells.get(a.cell)!;
+      const rec = this.observed.get(key) ?? newInstanceRecord(a.cell, a.index, 4000, spec.version, now);
+      if (a.type === 'start') {
+        this.startLog.push({ cell: a.cell, index: a.index, at: now });
+        this.observed.set(key, launched(rec, { pid: this.nextPid++, startTicks: 1, version: spec.version, isRestart: a.isRestart }, now));
+      } else if (a.type === 'pause') this.observed.set(key, pausedFor(rec, a.reason, now));
+      else if (a.type === 'resume') this.observed.set(key, resumed(rec, now));
+      else if (a.type === 'kill-unhealthy') this.crash(a.cell, a.index, { code: null, signal: 'SIGKILL' });
+      else if (a.type === 'forget') this.observed.delete(key);
+    }
+    // Probes: launching instances of healthy cells become ready at once.
+    for (const [key, rec] of this.observed) {
+      if (rec.state === 'launching' && this.healthy.has(rec.cell)) this.observed.set(key, probePassed(rec, now));
+    }
+    return actions;
+  }
+
+  settle(): void {
+    // Probes turn launching into ready after the actions, so a quiet step is not yet the end.
+    let quiet = 0;
+    for (let i = 0; i < 50 && quiet < 2; i++) quiet = this.step().length === 0 ? quiet + 1 : 0;
+  }
+
+  crash(cell: string, index: number, exit: { code: number | null; signal: string | null } = { code: 1, signal: null }): void {
+    const key = instanceKey(cell, index);
+    const rec = this.observed.get(key)!;
+    this.observed.set(key, exitedUnexpectedly(rec, exit, this.desired.cells.get(cell)!.spec, this.clock.now()));
+  }
+
+  state(cell: string, index = 0): string | undefined {
+    return this.observed.get(instanceKey(cell, index))?.state;
+  }
+}
+
+const diamond = () =>
+  fake.desired(
+    fake.cell('db'),
+    fake.cell('api', { dependsOn: ['db'], instances: 2 }),
+    fake.cell('cache', { dependsOn: ['db'] }),
+    fake.cell('web', { dependsOn: ['api', 'cache'] }),
+  );
+
+test('reconciler - starts cells only after their dependencies are healthy', () => {
+  const w = new World(diamond());
+  const first = w.step();
+  assert.deepEqual(first.map((a) => a.type === 'start' && a.cell), ['db']);
+  w.healthy.add('db');
+  w.settle();
+  assert.equal(w.state('api', 0), 'launching');
+  assert.equal(w.state('web'), undefined, 'web waits for api and cache');
+  w.healthy.add('api');
+  w.settle();
+  assert.equal(w.state('web'), undefined, 'cache is not healthy yet');
+  w.healthy.add('cache');
+  w.healthy.add('web');
+  w.settle();
+  assert.deepEqual([...w.observed.values()].map((r) => r.state), ['ready', 'ready', 'ready', 'ready', 'ready']);
+  assert.deepEqual(w.startLog.map((s) => s.cell), ['db', 'api', 'api', 'cache', 'web']);
+});
+
+test('reconciler - a crash restarts at once, then backs off 2s, 4s, 8s, 16s, then fails', () => {
+  const w = new World(fake.desired(fake.cell('crashy')));
+  w.step();
+  const starts: number[] = [w.clock.now()];
+  for (let i = 0; i < 10; i++) {
+    w.crash('crashy', 0);
+    if (w.state('crashy') === 'failed') break;
+    // Advance in small steps, as the daemon's timer would, until the reconciler restarts it.
+    const before = w.startLog.length;
+    for (let t = 0; t < 1000 && w.startLog.length === before; t++) {
+      w.step();
+      if (w.startLog.length === before) w.clock.advance(100);
+    }
+    starts.push(w.clock.now());
+  }
+  const gaps = starts.slice(1).map((t, i) => t - starts[i]);
+  assert.deepEqual(gaps, [0, 2000, 4000, 8000, 16000]);
+  assert.equal(w.state('crashy'), 'failed');
+  assert.match(w.observed.get('crashy/0')!.reason!, /crash loop: 6 failures in a row, last: exit code 1/);
+  assert.equal(w.observed.get('crashy/0')!.restarts, 5);
+  assert.equal(w.step().length, 0, 'a failed instance is left alone');
+});
+
+test('reconciler - backoff delay is capped by max_backoff', () => {
+  const spec = fake.cell('x', { restart: { policy: 'always', backoffMs: 1000, maxBackoffMs: 5000, maxRetries: 99, resetAfterMs: 1000 } });
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, spec)), [0, 1000, 2000, 4000, 5000, 5000]);
+});
+
+test('reconciler - a stable run resets the failure count', () => {
+  const w = new World(fake.desired(fake.cell('svc')));
+  w.healthy.add('svc');
+  w.settle();
+  w.crash('svc', 0);
+  w.settle();
+  w.crash('svc', 0);
+  assert.equal(w.observed.get('svc/0')!.failures, 2);
+  w.clock.advance(2000);
+  w.settle();
+  w.clock.advance(31_000);
+  w.crash('svc', 0);
+  assert.equal(w.observed.get('svc/0')!.failures, 1, 'ready for longer than reset_after');
+  assert.equal(w.observed.get('svc/0')!.retryAt, w.clock.now(), 'restart at once again');
+});
+
+test('reconciler - a down dependency pauses its dependents, transitively, and they resume', () => {
+  const w = new World(diamond());
+  for (const c of ['db', 'api', 'cache', 'web']) w.healthy.add(c);
+  w.settle();
+  w.healthy.delete('db');
+  w.crash('db', 0);
+  w.settle();
+  assert.equal(w.state('api', 0), 'paused');
+  assert.equal(w.state('api', 1), 'paused');
+  assert.equal(w.state('cache'), 'paused');
+  assert.equal(w.state('web'), 'paused', 'web is paused because api and cache are down');
+  assert.match(w.observed.get('web/0')!.reason!, /dependency (api|cache) is down/);
+  w.healthy.add('db');
+  w.clock.advance(2000);
+  w.settle();
+  assert.deepEqual([...w.observed.values()].map((r) => r.state), ['ready', 'ready', 'ready', 'ready', 'ready']);
+});
+
+test('reconciler - one crashed instance of two does not pause dependents', () => {
+  const w = new World(diamond());
+  for (const c of ['db', 'api', 'cache', 'web']) w.healthy.add(c);
+  w.settle();
+  w.healthy.delete('api');
+  w.crash('api', 1);
+  w.step();
+  assert.equal(w.state('web'), 'ready');
+});
+
+test('reconciler - launching past the grace period is killed and counted as a failure', () => {
+  const w = new World(fake.desired(fake.cell('slow', { health: { kind: 'tcp', port: '$PORT', intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 3000 } })));
+  w.step();
+  w.clock.advance(2999);
+  assert.equal(w.step().length, 0);
+  assert.equal(reconcile(w.desired, w.observed, w.clock.now()).wakeAt, w.clock.now() + 1);
+  w.clock.advance(1);
+  const actions = w.step();
+  assert.equal(actions[0]?.type, 'kill-unhealthy');
+  assert.equal(w.state('slow'), 'backoff');
+});
+
+test('reconciler - restart policies never and on-failure hold the instance', () => {
+  const w = new World(fake.desired(
+    fake.cell('once', { restart: { policy: 'never', backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 } }),
+    fake.cell('job', { restart: { policy: 'on-failure', backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 } }),
+  ));
+  w.step();
+  w.crash('once', 0);
+  w.crash('job', 0, { code: 0, signal: null });
+  assert.equal(w.step().length, 0);
+  assert.equal(w.state('once'), 'stopped');
+  assert.equal(w.state('job'), 'stopped');
+});
+
+test('reconciler - scale down stops the extra instances, then forgets them', () => {
+  const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
+  w.healthy.add('api');
+  w.settle();
+  w.desired.cells.get('api')!.spec.instances = 1;
+  const actions = w.step();
+  assert.deepEqual(actions.map((a) => `${a.type} ${a.cell}/${a.index}`), ['stop api/1', 'stop api/2']);
+});
+
+test('reconciler - random crash storms never start a duplicate nor a cell before its dependencies', () => {
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let round = 0; round < 300; round++) {
+    const w = new World(diamond());
+    for (const c of ['db', 'api', 'cache', 'web']) w.healthy.add(c);
+    for (let i = 0; i < 40; i++) {
+      const { actions } = reconcile(w.desired, w.observed, w.clock.now());
+      const starts = actions.filter((a) => a.type === 'start');
+      const keys = starts.map((a) => instanceKey(a.cell, a.index));
+      assert.equal(new Set(keys).size, keys.length, 'no duplicate start');
+      for (const a of starts) {
+        const rec = w.observed.get(instanceKey(a.cell, a.index));
+        assert.ok(!rec || !['launching', 'ready', 'paused', 'draining'].includes(rec.state), 'never starts a live instance');
+        for (const dep of w.desired.cells.get(a.cell)!.spec.dependsOn) {
+          const want = w.desired.cells.get(dep)!.spec.instances;
+          for (let k = 0; k < want; k++) assert.equal(w.state(dep, k), 'ready', `${a.cell} started before ${dep}`);
+        }
+      }
+      w.step();
+      const live = [...w.observed.values()].filter((r) => r.state === 'ready' || r.state === 'launching');
+      if (live.length && rand() < 0.4) {
+        const victim = live[Math.floor(rand() * live.length)];
+        w.crash(victim.cell, victim.index);
+      }
+      w.clock.advance(Math.floor(rand() * 3000));
+    }
+  }
+});

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ChildProcessDriver } from '../../src/supervisor/child-process-driver.js';
+import { followFile, readLastLines, rotateIfLarger } from '../../src/supervisor/log-rotation.js';
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cell-logs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('logs - rotateIfLarger shifts the old files and drops the oldest', (t) => {
+  const file = join(tempDir(t), 'web.0.log');
+  writeFileSync(file, 'current\n');
+  writeFileSync(`${file}.1`, 'one\n');
+  writeFileSync(`${file}.2`, 'two\n');
+
+  assert.equal(rotateIfLarger(file, 100, 2), false, 'not larger than maxBytes');
+  assert.equal(readFileSync(file, 'utf8'), 'current\n');
+
+  assert.equal(rotateIfLarger(file, 4, 2), true);
+  assert.equal(readFileSync(file, 'utf8'), '');
+  assert.equal(readFileSync(`${file}.1`, 'utf8'), 'current\n');
+  assert.equal(readFileSync(`${file}.2`, 'utf8'), 'one\n');
+  assert.equal(existsSync(`${file}.3`), false);
+
+  assert.equal(rotateIfLarger(join(tempDir(t), 'missing.log'), 0, 2), false);
+  assert.throws(() => rotateIfLarger(file, 0, -1), TypeError);
+});
+
+test('logs - rotation keeps the child\'s later writes at the start of the truncated file', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'ticker.0.log');
+  const driver = new ChildProcessDriver();
+  const fixture = fileURLToPath(new URL('../fixtures/ticker.mjs', import.meta.url));
+  const handle = await driver.spawn({
+    cell: 'ticker',
+    instance: 0,
+    command: `'${process.execPath}' '${fixture}'`,
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TICK_MS: '10' },
+    logFile: file,
+  });
+  t.after(() => driver.signalGroup(handle.pid, 'SIGKILL'));
+
+  await waitFor('a few ticks', () => readFileSync(file, 'utf8').includes('tick 5\n'));
+  const before = statSync(file).size;
+  assert.equal(rotateIfLarger(file, 10, 3), true);
+  assert.match(readFileSync(`${file}.1`, 'utf8'), /^ticker pid \d+\ntick 0\n/);
+
+  await waitFor('ticks after rotation', () => readFileSync(file, 'utf8').split('\n').length > 3);
+  const after = readFileSync(file, 'utf8');
+  // Without O_APPEND the child would write at its old offset, leaving a hole of NUL bytes.
+  assert.equal(after.includes('\0'), false);
+  assert.match(after, /^tick \d+\n/);
+  assert.ok(statSync(file).size < before + 200);
+});
+
+test('logs - readLastLines on a 5 MB file reads only the end', (t) => {
+  const file = join(tempDir(t), 'big.log');
+  const lines: string[] = [];
+  for (let i = 0; i < 100_000; i++) lines.push(`line ${i} ${'x'.repeat(40)}`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  assert.ok(statSync(file).size > 5_000_000);
+
+  const started = performance.now();
+  const last = readLastLines(file, 20);
+  const elapsed = performance.now() - started;
+  assert.deepEqual(last, lines.slice(-20));
+  assert.ok(elapsed < 50, `took ${elapsed.toFixed(1)}ms`);
+
+  // More lines than one 64 KiB chunk holds.
+  assert.deepEqual(readLastLines(file, 3000), lines.slice(-3000));
+});
+
+test('logs - readLastLines edge cases', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'small.log');
+  writeFileSync(file, 'a\nb\nc');
+  assert.deepEqual(readLastLines(file, 2), ['b', 'c'], 'no final line end');
+  assert.deepEqual(readLastLines(file, 10), ['a', 'b', 'c']);
+  assert.deepEqual(readLastLines(file, 0), []);
+  writeFileSync(file, 'a\r\n\nb\n');
+  assert.deepEqual(readLastLines(file, 3), ['a', '', 'b'], 'CRLF and empty lines');
+  writeFileSync(file, '');
+  assert.deepEqual(readLastLines(file, 5), []);
+  assert.deepEqual(readLastLines(join(dir, 'missing.log'), 5), []);
+
+  // A multi-byte character straddling the 64 KiB chunk boundary stays whole.
+  const head = 'y'.repeat(10) + '\n' + 'z'.repeat(100_000 - 64 * 1024 - 12);
+  const text = head + '€uro\n' + 'w'.repeat(64 * 1024 - 6) + '\n';
+  writeFileSync(file, text);
+  const last = readLastLines(file, 2);
+  assert.ok(last[0].endsWith('€uro'));
+  assert.equal(last[1], 'w'.repeat(64 * 1024 - 6));
+});
+
+test('logs - followFile sees appends, and restarts at 0 after a truncation', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'follow.log');
+  writeFileSync(file, 'old line\n');
+  const controller = new AbortController();
+  t.after(() => controller.abort());
+  let seen = '';
+  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 50 });
+
+  await new Promise((r) => setTimeout(r, 50));
+  appendFileSync(file, 'first\n');
+  await waitFor('first', () => seen.includes('first\n'));
+  assert.equal(seen.includes('old line'), false, 'starts at the end, like tail -f');
+
+  truncateSync(file, 0);
+  appendFileSync(file, 'after\n');
+  await waitFor('after', () => seen.includes('after\n'));
+  assert.equal(seen, 'first\nafter\n');
+
+  controller.abort();
+  await following;
+  appendFileSync(file, 'ignored\n');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(seen.includes('ignored'), false);
+});
+
+test('logs - followFile waits for a file that does not exist yet', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'later.log');
+  const controller = new AbortController();
+  t.after(() => controller.abort());
+  let seen = '';
+  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 30 });
+  await new Promise((r) => setTimeout(r, 50));
+  writeFileSync(file, 'hello\n');
+  await waitFor('hello', () => seen === 'hello\n');
+  controller.abort();
+  await following;
+});
