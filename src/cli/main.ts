@@ -165,17 +165,20 @@ async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number
 program
   .command('down')
   .description('stop every cell (dependents first, kernel last) and the daemon')
-  .action(async () => {
+  .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}]}')
+  .action(async (opts: { json?: boolean }) => {
     const client = api();
     progress('stopping the mesh (dependents first)');
     try {
-      const result = await client.post<{ stopped: string[] }>('/v1/down', {}, { timeoutMs: 600_000 });
+      const result = await client.post<{ stopped: string[]; sequence: unknown[] }>('/v1/down', {}, { timeoutMs: 600_000 });
       endProgress();
-      process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
+      if (opts.json) printJson(result);
+      else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
     } catch (err) {
       endProgress();
       if (err instanceof DaemonNotRunningError) {
-        process.stdout.write('mesh already down (no daemon running)\n');
+        if (opts.json) printJson({ stopped: [], sequence: [] });
+        else process.stdout.write('mesh already down (no daemon running)\n');
         return;
       }
       throw err;

@@ -109,9 +109,9 @@ export class ApiServer {
       return { dry_run: dryRun, instances: victims.map((v) => ({ cell: v.cell, instance: v.index, pid: v.pid })) };
     });
     this.routes.set('POST /v1/down', async () => {
-      const stopped = await d.shutdown();
+      const result = await d.shutdown();
       setImmediate(() => this.onShutdown());
-      return { stopped };
+      return result;
     });
     this.routes.set('GET /v1/logs', (req, res, url) => this.logs(req, res, url));
   }

@@ -84,7 +84,8 @@ export class Daemon {
   private kernelReady(name: KernelCellName): void {
     const now = this.now();
     this.kernel.set(name, { state: 'ready', since: now });
-    this.events.append({ at: now, cell: name, instance: 0, from: 'launching', to: 'ready', reason: 'kernel cell ready', pid: process.pid });
+    // The gateway is a supervised process: its own launching -> ready transition is the signal.
+    if (name !== 'gateway') this.events.append({ at: now, cell: name, instance: 0, from: 'launching', to: 'ready', reason: 'kernel cell ready', pid: process.pid });
     this.log.info({ kernel: name }, 'kernel cell ready');
   }
 
@@ -287,16 +288,22 @@ export class Daemon {
    * `cell down`: reverse topological order (leaves first, each level in parallel), the kernel's
    * gateway last; every record ends `stopped` and control-plane.json says so before we exit.
    */
-  async shutdown(): Promise<string[]> {
+  async shutdown(): Promise<{ stopped: string[]; sequence: { cell: string; instance: number; to: string; at: string }[] }> {
     this.shuttingDown = true;
+    const since = this.now();
     const graph = this.graph();
     const levels = graph.levels().reverse();
     const order = levels.flat();
     const orphanCells = [...new Set(this.supervisor.orphans().map((r) => r.cell))];
     await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down');
     for (const name of [...KERNEL_CELLS].reverse()) this.kernel.set(name, { state: 'stopped', since: this.now() });
+    // What `cell down --json` shows: every instance's draining and stopped moments, in order.
+    const sequence = this.events
+      .list(this.now(), { since })
+      .filter((e) => e.to === 'draining' || e.to === 'stopped')
+      .map((e) => ({ cell: e.cell, instance: e.instance, to: e.to, at: new Date(e.at).toISOString() }));
     await this.close();
-    return [...order, ...orphanCells];
+    return { stopped: [...order, ...orphanCells], sequence };
   }
 
   async close(): Promise<void> {

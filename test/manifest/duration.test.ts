@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_DURATION_MS, formatDuration, formatSize, parseDuration, parseSize } from '../../src/manifest/index.js';
+import { MAX_DURATION_MS, formatDuration, formatSize, parseDuration, parseSize } from '../../src/manifest/duration.js';
 
 test('manifest duration - parses bare milliseconds and unit strings', () => {
   const cases: [string | number, number][] = [

@@ -20,6 +20,8 @@ import { openSqliteStore, readJsonFileSync } from '../../src/store/index.js';
 const WRITER = fileURLToPath(new URL('../fixtures/store-writer.ts', import.meta.url));
 const TOTAL_KILLS = Number(process.env.CELL_CRASH_KILLS ?? 200);
 const LANES = 2;
+/** Writers loading ahead per lane. */
+const SPARES = 2;
 const PAD_LENGTH = 20_000;
 const STEP_TIMEOUT_MS = 15_000;
 
@@ -148,14 +150,23 @@ function randomDelayMs(): number {
 }
 
 async function runLane(lane: LaneState, kills: number, live: Set<Writer>, signal: AbortSignal): Promise<void> {
-  let next = new Writer(lane.dir, live);
-  for (let round = 0; round < kills && !signal.aborted; round += 1) {
-    const context = `${path.basename(lane.dir)} kill ${round + 1}`;
-    const writer = next;
-    await writer.waitForLine('loaded');
-    if (signal.aborted) break;
-    // The spare loads while this writer runs; it touches nothing until its own `go`.
-    next = new Writer(lane.dir, live);
+  // Spares load while the current writer runs; a spare touches nothing until its own `go`.
+  const spares: Writer[] = [];
+  try {
+    for (let round = 0; round < kills && !signal.aborted; round += 1) {
+      const context = `${path.basename(lane.dir)} kill ${round + 1}`;
+      while (spares.length < Math.min(SPARES, kills - round)) spares.push(new Writer(lane.dir, live));
+      const writer = spares.shift()!;
+      await writer.waitForLine('loaded');
+      if (signal.aborted) break;
+      await runRound(lane, writer, context);
+    }
+  } finally {
+    await Promise.all(spares.map((spare) => spare.kill()));
+  }
+}
+
+async function runRound(lane: LaneState, writer: Writer, context: string): Promise<void> {
     writer.go();
     const writing = await writer.waitForLine('writing ');
     const openedAt = Number(writing.split(' ')[1]);
@@ -165,8 +176,6 @@ async function runLane(lane: LaneState, kills: number, live: Set<Writer>, signal
     assert.equal(exit.signal, 'SIGKILL', `${context}: writer ended on its own: ${writer.describe()}`);
     lane.kills += 1;
     checkAfterKill(lane, context);
-  }
-  await next.kill();
 }
 
 test('store - survives 200 SIGKILLs of a writer with an intact database, state file and revision', { timeout: 90_000 }, async (t) => {

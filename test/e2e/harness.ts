@@ -1,0 +1,149 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync, cpSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { request } from 'node:http';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const CELL_BIN = join(ROOT, 'bin/cell.js');
+export const FIXTURES = join(ROOT, 'test/fixtures');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Ps {
+  cell: string;
+  instance: number;
+  pid: number | null;
+  port: number | null;
+  state: string;
+  health: string;
+  restarts: number;
+  version: string;
+  started_at: string | null;
+}
+
+/** Processes (not zombies) whose environment carries CELL_HOME=<home>: every cell and its children. */
+export function processesOfHome(home: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
+      if (!env.includes(`CELL_HOME=${home}`)) continue;
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z') continue;
+      found.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/**
+ * A mesh in a temp folder with its own CELL_HOME, driven through the real `cell` command.
+ * Disposal runs `cell down` and then kills whatever still carries this home (and fails loudly
+ * in the test that checks it, not here).
+ */
+export class MeshHarness implements AsyncDisposable {
+  readonly dir: string;
+  readonly home: string;
+
+  constructor(manifest: string, files: Record<string, string> = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), 'cell-e2e-'));
+    this.home = join(this.dir, 'home');
+    cpSync(FIXTURES, join(this.dir, 'fixtures'), { recursive: true });
+    writeFileSync(join(this.dir, 'cell.yaml'), manifest);
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(this.dir, name), text);
+  }
+
+  writeManifest(text: string, name = 'cell.yaml'): string {
+    const file = join(this.dir, name);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  cell(args: string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+    return new Promise((resolvePromise, reject) => {
+      const child = spawn(process.execPath, [CELL_BIN, ...args], {
+        cwd: this.dir,
+        env: { ...process.env, CELL_HOME: this.home },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`cell ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 90_000}ms\n${stdout}\n${stderr}`));
+      }, opts.timeoutMs ?? 90_000);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        resolvePromise({ code: code ?? 1, stdout, stderr });
+      });
+    });
+  }
+
+  /** Runs `cell <args>` and fails with its output unless it exits 0. */
+  async ok(args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+    const r = await this.cell(args, opts);
+    if (r.code !== 0) throw new Error(`cell ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async json<T>(args: string[]): Promise<T> {
+    return JSON.parse(await this.ok([...args, '--json'])) as T;
+  }
+
+  ps(): Promise<Ps[]> {
+    return this.json<Ps[]>(['ps']);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.cell(['down'], { timeoutMs: 60_000 }).catch(() => undefined);
+    for (const pid of processesOfHome(this.home)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** GET http://127.0.0.1:<port><path>; resolves with status and body, rejects on network errors. */
+export function httpGet(port: number, path = '/', timeoutMs = 2000): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  return new Promise((resolvePromise, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs}ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

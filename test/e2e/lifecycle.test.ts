@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { MeshHarness, processesOfHome, httpGet, waitUntil, type Ps } from './harness.js';
+
+interface EventView {
+  at: string;
+  cell: string;
+  instance: number;
+  from: string | null;
+  to: string;
+}
+
+// A diamond (web -> api, auth -> cache -> db), a non-Node cell (python3's http.server), two
+// instances of api, and a worker whose shell leaves a background child in its process group.
+const MESH = `
+cells:
+  db:
+    run: python3 -m http.server $PORT --bind 127.0.0.1
+    health: { http: { path: / }, interval: 300ms }
+  cache:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    env: { ORDER_FILE: ./order.log }
+    health: { tcp: {}, interval: 300ms }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [cache]
+    instances: 2
+    env: { ORDER_FILE: ./order.log }
+    health: { http: { path: /health }, interval: 300ms }
+  auth:
+    run: node fixtures/service.mjs
+    depends_on: [cache]
+    env: { ORDER_FILE: ./order.log }
+    health: { http: { path: /health }, interval: 300ms }
+  web:
+    run: node fixtures/service.mjs
+    depends_on: [api, auth]
+    env: { ORDER_FILE: ./order.log }
+    health: { http: { path: /health }, interval: 300ms }
+  worker:
+    run: sh -c 'sleep 600 & exec node fixtures/service.mjs'
+    depends_on: [db]
+    env: { ORDER_FILE: ./order.log }
+    health: { tcp: {}, interval: 300ms }
+`;
+
+const DEPS: Record<string, string[]> = { db: [], cache: ['db'], api: ['cache'], auth: ['cache'], web: ['api', 'auth'], worker: ['db'] };
+const INSTANCES: Record<string, number> = { db: 1, cache: 1, api: 2, auth: 1, web: 1, worker: 1 };
+
+test('e2e lifecycle - up starts in dependency order, down stops in reverse and leaves no process', async () => {
+  await using mesh = new MeshHarness(MESH);
+  const up = await mesh.cell(['up', '--timeout', '60s']);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, /mesh up: 6 cells healthy/);
+
+  const ps = await mesh.ps();
+  const app = ps.filter((p) => p.cell !== 'gateway');
+  assert.equal(app.length, 7, 'six cells, api twice');
+  for (const p of app) {
+    assert.equal(p.state, 'ready', `${p.cell}.${p.instance}`);
+    assert.ok(p.pid && p.port, 'pid and port');
+    assert.match(p.started_at!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  }
+  const db = app.find((p) => p.cell === 'db')!;
+  assert.match(readFileSync(`/proc/${db.pid}/cmdline`, 'utf8'), /python3/, 'the pid is python itself, not a shell');
+  assert.equal((await httpGet(db.port!)).status, 200);
+
+  // Start order: each cell's first launch comes after every instance of its dependencies was ready.
+  const events = await mesh.json<EventView[]>(['events']);
+  const firstLaunch = (cell: string) => Math.min(...events.filter((e) => e.cell === cell && e.to === 'launching').map((e) => Date.parse(e.at)));
+  const readyAt = (cell: string, i: number) => Date.parse(events.find((e) => e.cell === cell && e.instance === i && e.to === 'ready')!.at);
+  for (const [cell, deps] of Object.entries(DEPS)) {
+    for (const dep of deps) {
+      for (let i = 0; i < INSTANCES[dep]; i++) {
+        assert.ok(firstLaunch(cell) >= readyAt(dep, i), `${cell} launched before ${dep}.${i} was ready`);
+      }
+    }
+  }
+  // Kernel cells booted in the seed's order.
+  const kernelReady = events.filter((e) => ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer'].includes(e.cell) && e.to === 'ready');
+  assert.deepEqual(kernelReady.map((e) => e.cell), ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer']);
+  const status = await mesh.json<{ daemon: { pid: number; version: string; uptime: number }; cells: { name: string; kind: string; state: string }[] }>(['status']);
+  assert.ok(status.daemon.pid > 0 && typeof status.daemon.uptime === 'number' && status.daemon.version);
+  assert.deepEqual(status.cells.filter((c) => c.kind === 'kernel').map((c) => c.state), ['ready', 'ready', 'ready', 'ready', 'ready', 'ready']);
+
+  // The worker's background child shares its process group.
+  const worker = app.find((p) => p.cell === 'worker')!;
+  const before = processesOfHome(mesh.home);
+  assert.ok(before.length >= 9, `cells, their children and the gateway: ${before.length}`);
+  assert.ok(before.some((pid) => pid !== worker.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep')), 'worker child runs');
+
+  const down = await mesh.json<{ stopped: string[]; sequence: { cell: string; instance: number; to: string; at: string }[] }>(['down']);
+  // Down order: a cell starts draining only after every cell that depends on it has stopped.
+  const drainAt = (cell: string) => Math.min(...down.sequence.filter((s) => s.cell === cell && s.to === 'draining').map((s) => Date.parse(s.at)));
+  const stoppedAt = (cell: string) => Math.max(...down.sequence.filter((s) => s.cell === cell && s.to === 'stopped').map((s) => Date.parse(s.at)));
+  for (const [cell, deps] of Object.entries(DEPS)) {
+    for (const dep of deps) assert.ok(drainAt(dep) >= stoppedAt(cell), `${dep} drained before its dependent ${cell} stopped`);
+  }
+  assert.ok(drainAt('gateway') >= Math.max(...Object.keys(DEPS).map(stoppedAt)), 'kernel gateway last');
+
+  // What the cells themselves saw: start lines in dependency order, stop lines in reverse.
+  const order = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' '));
+  const seen = (what: string, cell: string) => order.filter((o) => o[1] === what && o[2].startsWith(`${cell}.`)).map((o) => Number(o[0]));
+  for (const [cell, deps] of Object.entries(DEPS)) {
+    for (const dep of deps) {
+      if (dep === 'db') continue; // python writes no order line
+      assert.ok(Math.min(...seen('start', cell)) >= Math.max(...seen('start', dep)), `${cell} started before ${dep}`);
+      assert.ok(Math.min(...seen('stop', dep)) >= Math.max(...seen('stop', cell)), `${dep} stopped before ${cell}`);
+    }
+  }
+
+  assert.deepEqual(processesOfHome(mesh.home), [], 'no process of the mesh survives down');
+  const state = JSON.parse(readFileSync(join(mesh.home, 'control-plane.json'), 'utf8'));
+  assert.ok(Object.values(state.processes).every((p) => (p as { state: string }).state === 'stopped'));
+  assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')), 'daemon gone');
+});
+
+test('e2e lifecycle - status, ps, graph, health and logs read the running mesh; unknown cells are clear errors', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  db:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    instances: 2
+    source: ["fixtures/service.mjs"]
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const text = await mesh.ok(['status']);
+  assert.match(text, /CELL\s+KIND\s+STATE/);
+  assert.match(text, /api\s+cell\s+● ready\s+2\/2/);
+  const ps: Ps[] = await mesh.ps();
+  assert.deepEqual(Object.keys(ps[0]).sort(), ['cell', 'health', 'instance', 'pid', 'port', 'restarts', 'started_at', 'state', 'version']);
+  assert.equal((await mesh.ok(['graph'])).trim(), 'db\napi -> db');
+  assert.match(await mesh.ok(['graph', '--format', 'dot']), /digraph/);
+  assert.match(await mesh.ok(['graph', '--format', 'mermaid']), /graph TD/);
+  const health = await mesh.json<{ cell: string; health: string }[]>(['health', 'api']);
+  assert.equal(health.length, 2);
+  assert.ok(health.every((h) => h.health === 'passing'));
+  const logs = await mesh.ok(['logs', 'api', '-n', '5']);
+  assert.match(logs, /\[api\.0\] api\.0 listening/);
+  assert.match(logs, /\[api\.1\] api\.1 listening/);
+
+  for (const args of [['logs', 'nope'], ['restart', 'nope'], ['scale', 'nope', '2'], ['health', 'nope']]) {
+    const r = await mesh.cell(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.match(r.stderr, /unknown cell "nope" \(cells: api, db\)/);
+  }
+  const bad = await mesh.cell(['scale', 'api', 'two']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /instances must be a non-negative integer, got "two"/);
+
+  // Scale up and down through desired state.
+  await mesh.ok(['scale', 'api', '3']);
+  await waitUntil('scaled up to 3', async () => (await mesh.ps()).filter((p) => p.cell === 'api' && p.state === 'ready').length === 3);
+  await mesh.ok(['scale', 'api', '1']);
+  await waitUntil('scaled down to 1', async () => (await mesh.ps()).filter((p) => p.cell === 'api').length === 1);
+});
