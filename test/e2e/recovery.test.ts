@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
+
+interface EventView {
+  at: string;
+  cell: string;
+  instance: number;
+  from: string | null;
+  to: string;
+  reason: string | null;
+}
+
+test('e2e recovery - kill -9 of an instance brings it back healthy with its restart counted', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  api:
+    run: node fixtures/service.mjs
+    instances: 2
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const before = (await mesh.ps()).find((p) => p.cell === 'api' && p.instance === 1)!;
+  process.kill(before.pid!, 'SIGKILL');
+  const after = await waitUntil('api.1 ready again with a new pid', async () => {
+    const p = (await mesh.ps()).find((x) => x.cell === 'api' && x.instance === 1)!;
+    return p.state === 'ready' && p.pid !== before.pid ? p : undefined;
+  });
+  assert.equal(after.restarts, 1);
+  assert.equal(after.port, before.port, 'an instance keeps its port across restarts');
+  assert.equal((await httpGet(after.port!)).status, 200);
+  const other = (await mesh.ps()).find((p) => p.cell === 'api' && p.instance === 0)!;
+  assert.equal(other.restarts, 0);
+});
+
+test('e2e recovery - a crash loop backs off, fails, pauses its dependents, and all recover once fixed', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  db:
+    run: node fixtures/service.mjs
+    env: { CRASH_UNLESS: ./db-ok }
+    health: { tcp: {}, interval: 200ms }
+    restart: { policy: always, backoff: 300ms, max_backoff: 5s, max_retries: 4, reset_after: 10s }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    health: { http: { path: / }, interval: 200ms }
+  web:
+    run: node fixtures/service.mjs
+    depends_on: [api]
+    health: { http: { path: / }, interval: 200ms }
+`);
+  const okFile = join(mesh.dir, 'db-ok');
+  writeFileSync(okFile, '');
+  await mesh.ok(['up']);
+  const api = (await mesh.ps()).find((p) => p.cell === 'api')!;
+
+  // Break db and kill it: every restart now crashes at once.
+  unlinkSync(okFile);
+  const t0 = Date.now();
+  process.kill((await mesh.ps()).find((p) => p.cell === 'db')!.pid!, 'SIGKILL');
+  const failed = await waitUntil('db failed', async () => {
+    const s = await mesh.json<{ cells: { name: string; state: string; reason: string | null }[] }>(['status']);
+    const db = s.cells.find((c) => c.name === 'db')!;
+    return db.state === 'failed' ? s : undefined;
+  }, 30_000, 100);
+  const db = failed.cells.find((c) => c.name === 'db')!;
+  assert.match(db.reason!, /crash loop: 5 failures in a row, last: exit code 3/);
+  for (const name of ['api', 'web']) assert.equal(failed.cells.find((c) => c.name === name)!.state, 'paused', `${name} paused while db is down`);
+  // A paused dependent is stopped (SIGSTOP), not killed: same pid, state T.
+  const { readFileSync } = await import('node:fs');
+  const stat = readFileSync(`/proc/${api.pid}/stat`, 'utf8');
+  assert.equal(stat.slice(stat.lastIndexOf(')') + 2)[0], 'T');
+
+  // Backoff: restart at once, then 300ms, 600ms, 1200ms between the crash and the next launch.
+  const events = (await mesh.json<EventView[]>(['events', 'db'])).filter((e) => Date.parse(e.at) >= t0);
+  const crashes = events.filter((e) => e.to === 'backoff').map((e) => Date.parse(e.at));
+  const relaunches = events.filter((e) => e.from === 'backoff' && e.to === 'launching').map((e) => Date.parse(e.at));
+  const waits = relaunches.map((t, i) => t - crashes[i]);
+  assert.equal(waits.length, 4, `four restarts before failing: ${JSON.stringify(events)}`);
+  const expected = [0, 300, 600, 1200];
+  waits.forEach((w, i) => assert.ok(w >= expected[i] - 5 && w < expected[i] + 400, `wait ${i}: ${w}ms, expected ~${expected[i]}ms (${waits})`));
+  const logs = readFileSync(join(mesh.home, 'logs/daemon.log'), 'utf8');
+  assert.match(logs, /ALERT: instance failed \(crash loop\)/);
+
+  // Fix it: `cell restart db` (manual intervention) brings db back, then its dependents resume.
+  writeFileSync(okFile, '');
+  await mesh.ok(['restart', 'db']);
+  await waitUntil('all ready', async () => (await mesh.ps()).filter((p) => p.cell !== 'gateway').every((p) => p.state === 'ready'), 20_000);
+  const now = await mesh.ps();
+  assert.equal(now.find((p) => p.cell === 'api')!.pid, api.pid, 'api resumed, not restarted');
+  assert.equal((await httpGet(now.find((p) => p.cell === 'web')!.port!)).status, 200);
+});
+
+test('e2e recovery - kill -9 of the daemon under load: no request fails, up readopts the same pids', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  db:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    instances: 2
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const before = await mesh.ps();
+  const daemonPid = (await mesh.json<{ daemon: { pid: number; gateway: string } }>(['status'])).daemon.pid;
+  const gatewayPort = Number(new URL((await mesh.json<{ daemon: { gateway: string } }>(['status'])).daemon.gateway).port);
+  const targets = before.filter((p) => p.cell !== 'gateway').map((p) => p.port!);
+
+  // Load: direct to every instance and through the gateway, until told to stop (bounded).
+  let running = true;
+  let sent = 0;
+  const failures: string[] = [];
+  const load = (async () => {
+    const deadline = Date.now() + 30_000;
+    while (running && Date.now() < deadline) {
+      await Promise.all([...targets.map((port) => httpGet(port)), httpGet(gatewayPort, '/api/')].map((p) =>
+        p.then((r) => {
+          sent++;
+          if (r.status !== 200) failures.push(`status ${r.status}`);
+        }, (err) => failures.push(String(err))),
+      ));
+      await sleep(5);
+    }
+  })();
+  await sleep(300);
+  process.kill(daemonPid, 'SIGKILL');
+  await sleep(500);
+  const up = await mesh.cell(['up']);
+  assert.equal(up.code, 0, up.stderr);
+  await sleep(500);
+  running = false;
+  await load;
+  assert.ok(sent > 100, `load ran: ${sent} requests`);
+  assert.deepEqual(failures, [], 'no request failed');
+
+  const after = await mesh.ps();
+  const pids = (list: typeof before) => list.map((p) => `${p.cell}.${p.instance}:${p.pid}`).sort();
+  assert.deepEqual(pids(after), pids(before), 'same pids readopted, gateway included');
+  assert.ok(after.every((p) => p.state === 'ready' && p.restarts === 0));
+  const newDaemon = (await mesh.json<{ daemon: { pid: number } }>(['status'])).daemon.pid;
+  assert.notEqual(newDaemon, daemonPid);
+  // No duplicates: exactly one process per instance (plus nothing else) carries this home.
+  const live = processesOfHome(mesh.home).filter((p) => p !== newDaemon).sort();
+  assert.deepEqual(live, before.map((p) => p.pid!).sort());
+});
