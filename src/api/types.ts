@@ -2,7 +2,7 @@
  * The daemon API's data, as the CLI and other clients see it (JSON over HTTP on the unix socket
  * `$CELL_HOME/run/daemon.sock`). Field names are the wire names.
  */
-import type { InstanceState, HealthStatus } from '../reconciler/types.js';
+import type { InstanceState, HealthStatus } from '../reconciler/index.js';
 
 export type { InstanceState, HealthStatus };
 

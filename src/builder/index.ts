@@ -4,7 +4,7 @@ import { openSync, closeSync } from 'node:fs';
 import { blake3 } from '@noble/hashes/blake3.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { glob } from 'tinyglobby';
-import type { CellSpec } from '../manifest/types.js';
+import type { CellSpec } from '../manifest/index.js';
 
 /** A build command exited non-zero or could not run. */
 export class BuildError extends Error {

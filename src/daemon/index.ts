@@ -1,6 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { systemClock } from '../clock/index.js';
-import { cellHomePaths } from '../api/paths.js';
+import { cellHomePaths } from '../api/index.js';
 import { removeStaleTempFiles } from '../store/index.js';
 import { Daemon } from './daemon.js';
 import { ApiServer } from './api-server.js';

@@ -2,7 +2,7 @@
  * Entry point of the background daemon, started by `cell up`:
  *   node dist/daemon/main.js --home <CELL_HOME> [--gateway-port N]
  */
-import { resolveCellHome } from '../api/paths.js';
+import { resolveCellHome } from '../api/index.js';
 import { runDaemon } from './index.js';
 
 function arg(name: string): string | undefined {

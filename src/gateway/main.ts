@@ -3,9 +3,7 @@
  * registry through the daemon API (long poll) and keeps serving its last routing table while
  * the daemon is away.
  */
-import { ApiClient } from '../api/client.js';
-import { cellHomePaths, resolveCellHome } from '../api/paths.js';
-import type { EndpointsView } from '../api/types.js';
+import { ApiClient, cellHomePaths, resolveCellHome, type EndpointsView } from '../api/index.js';
 import { Gateway } from './gateway.js';
 
 const home = resolveCellHome();

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { CheckPort } from '../manifest/types.js';
+import type { CheckPort } from '../manifest/index.js';
 import type { ProbeResult, ProbeTarget } from './types.js';
 
 export interface ProbeOptions {

@@ -1,4 +1,4 @@
-import type { HealthSpec } from '../manifest/types.js';
+import type { HealthSpec } from '../manifest/index.js';
 
 export interface ProbeTarget {
   spec: HealthSpec;

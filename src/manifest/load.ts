@@ -12,7 +12,7 @@ import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLEr
 import type { z } from 'zod';
 import { DependencyCycleError, DependencyGraph, UnknownDependencyError, compareNames } from '../graph/index.js';
 import { ManifestError } from './errors.js';
-import { CHECK_KINDS, DEFAULTS, knownKeysAt, manifestObject, reasonFor, type RawCell } from './schema.js';
+import { CHECK_KINDS, DEFAULTS, exclusiveChecksReason, knownKeysAt, manifestObject, reasonFor, type RawCell } from './schema.js';
 import { suggestKey } from './suggest.js';
 import type { CellSpec, HealthSpec, MeshSpec } from './types.js';
 import { formatKeyPath, locatePath, nodeAtPath, pathAtOffset, type KeyPath } from './yaml-path.js';
@@ -85,7 +85,7 @@ export function parseManifest(text: string, file: string): MeshSpec {
   }
 
   const parsed = manifestObject.safeParse(raw, { error: reasonFor });
-  if (!parsed.success) fail(firstByPosition(doc, issuesToProblems(parsed.error.issues)));
+  if (!parsed.success) fail(firstByPosition(doc, issuesToProblems(doc, parsed.error.issues)));
   const data = parsed.data!;
 
   const absFile = path.resolve(file);
@@ -161,11 +161,17 @@ function describeYamlError(doc: Document, err: YAMLError, lineCounter: LineCount
   return { reason: `invalid YAML: ${firstLine}` };
 }
 
-function issuesToProblems(issues: z.core.$ZodIssue[]): Problem[] {
+function issuesToProblems(doc: Document, issues: z.core.$ZodIssue[]): Problem[] {
   const problems: Problem[] = [];
   for (const issue of issues) {
     const issuePath = issue.path.map((s) => (typeof s === 'number' ? s : String(s)));
-    if (issue.code === 'unrecognized_keys') {
+    const exclusive = issue.code === 'custom' ? (issue.params?.exclusiveChecks as string[] | undefined) : undefined;
+    if (exclusive) {
+      // Two check kinds in one health map: blame the one written second, whatever the schema's order.
+      const healthPath = issuePath.slice(0, -1);
+      const [first, second] = [...exclusive].sort((a, b) => locatePath(doc, [...healthPath, a]).offset - locatePath(doc, [...healthPath, b]).offset);
+      problems.push({ path: [...healthPath, second], reason: exclusiveChecksReason(first) });
+    } else if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(issuePath);
       for (const key of issue.keys) {
         const suggestion = suggestKey(key, known);

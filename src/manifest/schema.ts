@@ -182,6 +182,11 @@ export const tcpCheckObject = z.strictObject({
 
 export const CHECK_KINDS = ['http', 'tcp', 'exec'] as const;
 
+/** The reason for a health map with two check kinds, `first` being the one that stays. */
+export function exclusiveChecksReason(first: string): string {
+  return `only one of ${CHECK_KINDS.join(', ')} may be set, and ${first} is already set`;
+}
+
 export const healthObject = z.strictObject({
   http: emptyIfNull(httpCheckObject.optional()),
   tcp: emptyIfNull(tcpCheckObject.optional()),
@@ -198,7 +203,14 @@ const health = healthObject.superRefine((h, ctx) => {
     ctx.addIssue({ code: 'custom', message: `needs one of ${CHECK_KINDS.join(', ')} (or remove health to only check that the process is alive)` });
   }
   if (set.length > 1) {
-    ctx.addIssue({ code: 'custom', path: [set[1]], message: `only one of ${CHECK_KINDS.join(', ')} may be set, and ${set[0]} is already set` });
+    // Reported at the second kind in schema order; load.ts moves it to the second in file order,
+    // which it can see and this check cannot (the parsed object has the schema's key order).
+    ctx.addIssue({
+      code: 'custom',
+      path: [set[1]],
+      message: exclusiveChecksReason(set[0]),
+      params: { exclusiveChecks: set },
+    });
   }
 });
 

@@ -1,5 +1,5 @@
 import type { Store } from '../store/index.js';
-import type { TransitionEvent } from '../reconciler/types.js';
+import type { TransitionEvent } from '../reconciler/index.js';
 
 /**
  * The observer: the event log of every instance transition (what `cell events`, `cell status`

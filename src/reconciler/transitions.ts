@@ -1,4 +1,4 @@
-import type { CellSpec } from '../manifest/types.js';
+import type { CellSpec } from '../manifest/index.js';
 import type { ExitEvent, InstanceRecord, InstanceState } from './types.js';
 
 /**

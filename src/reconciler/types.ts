@@ -1,4 +1,4 @@
-import type { CellSpec } from '../manifest/types.js';
+import type { CellSpec } from '../manifest/index.js';
 
 /** The seed's lifecycle: Idle → Launching → Ready → Draining → Stopped, plus Failed, Backoff, Paused. */
 export type InstanceState = 'launching' | 'ready' | 'draining' | 'stopped' | 'failed' | 'backoff' | 'paused';

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { Clock } from '../clock/index.js';
-import type { CellSpec } from '../manifest/types.js';
+import type { CellSpec } from '../manifest/index.js';
 import type { Store } from '../store/index.js';
 import type { Registry } from '../registry/index.js';
 import type { EventLog } from '../observer/index.js';
@@ -464,6 +464,8 @@ export class Supervisor {
     }
     const current = this.records.get(key)!;
     this.update(stoppedOnRequest(current, reason, this.o.clock.now()), reason);
+    // A stopped instance may be due to be forgotten (scale down) or restarted (released).
+    this.requestTick();
   }
 
   /** Stops every instance, level by level (each level's instances in parallel). Halts the reconciler first. */

@@ -3,9 +3,12 @@
  * SIGKILL at random moments, at least 200 times, and checks after every kill that the store and
  * the JSON state file are intact and that the store revision never went backwards.
  *
- * Starting a writer under tsx costs ~0.4 s of CPU, so each lane (its own directory) keeps a spare
- * writer that loads while the current one runs; the spare opens the store only when told `go`,
- * after the test has checked the previous kill. CELL_CRASH_KILLS overrides the number of kills.
+ * Start cost decides the run time (200 starts): `node --import tsx` costs ~0.55 s of CPU per
+ * process (its loader runs in a worker thread), tsx's in-thread require hook ~0.25 s, so writers
+ * are loaded with `node --require tsx/cjs` (same tsx transform of the same sources; set
+ * CELL_CRASH_LOADER=import to use `--import tsx`). Each lane (its own directory) keeps spare
+ * writers loading while the current one runs; a spare opens the store only when told `go`, after
+ * the test has checked the previous kill. CELL_CRASH_KILLS overrides the number of kills.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +21,10 @@ import { fileURLToPath } from 'node:url';
 import { openSqliteStore, readJsonFileSync } from '../../src/store/index.js';
 
 const WRITER = fileURLToPath(new URL('../fixtures/store-writer.ts', import.meta.url));
+const WRITER_ARGS =
+  process.env.CELL_CRASH_LOADER === 'import'
+    ? ['--import', 'tsx', WRITER]
+    : ['--require', 'tsx/cjs', '-e', 'require(process.argv[1])', WRITER];
 const TOTAL_KILLS = Number(process.env.CELL_CRASH_KILLS ?? 200);
 const LANES = 2;
 /** Writers loading ahead per lane. */
@@ -39,7 +46,7 @@ class Writer {
   private onLine: (() => void) | undefined;
 
   constructor(dir: string, live: Set<Writer>) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', WRITER, dir], {
+    this.child = spawn(process.execPath, [...WRITER_ARGS, dir], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     live.add(this);
