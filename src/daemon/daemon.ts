@@ -307,6 +307,7 @@ export class Daemon {
   }
 
   async close(): Promise<void> {
+    this.supervisor.detach();
     for (const cancel of this.timers) cancel();
     this.versionTimerCancel?.();
     await this.controlPlane.writeFinal(this.controlPlaneSnapshot());

@@ -86,6 +86,7 @@ export class Supervisor {
   private cancelWake: (() => void) | null = null;
   /** While halted (shutdown, restart of everything), the reconciler starts nothing. */
   private halted = false;
+  private detached = false;
   /** Which cells may be started now; the daemon opens it to app cells once the kernel is up. */
   private startGate: (cell: string) => boolean = () => true;
 
@@ -310,6 +311,7 @@ export class Supervisor {
   // ---------------------------------------------------------------- exit
 
   private onExit(key: string, handle: ProcessHandle, exit: ExitInfo): void {
+    if (this.detached) return;
     if (this.handles.get(key) === handle) this.handles.delete(key);
     const rec = this.records.get(key);
     if (!rec || rec.pid !== handle.pid) return;
@@ -483,6 +485,17 @@ export class Supervisor {
   resumeReconciling(cells: Iterable<string>): void {
     this.halted = false;
     this.release(cells);
+  }
+
+  /**
+   * Lets go of every process without touching it (daemon detach or exit): probes and timers stop,
+   * exits are no longer acted on. The processes keep running for the next daemon to readopt.
+   */
+  detach(): void {
+    this.halted = true;
+    this.detached = true;
+    this.cancelWake?.();
+    for (const key of [...this.probeTimers.keys()]) this.stopProbing(key);
   }
 
   /** Instances whose cell is no longer desired (prune removes them). */

@@ -1,0 +1,177 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/clock/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { Registry } from '../../src/registry/index.js';
+import { EventLog } from '../../src/observer/index.js';
+import { Supervisor } from '../../src/supervisor/index.js';
+import type { CellSpec } from '../../src/manifest/index.js';
+import type { InstanceRecord } from '../../src/reconciler/index.js';
+import { FakeProcessDriver } from '../support/fake-driver.js';
+import { fake } from '../support/fake.js';
+
+const silent = { info() {}, warn() {}, error() {} };
+
+/** A supervisor over a real SQLite store, the fake driver and a manual clock. */
+class Harness implements Disposable {
+  readonly dir = mkdtempSync(join(tmpdir(), 'cell-sup-'));
+  readonly clock = new ManualClock();
+  readonly driver = new FakeProcessDriver(this.clock);
+  readonly store: Store = openSqliteStore(join(this.dir, 'state.db'));
+  readonly events = new EventLog(this.store);
+  supervisor = this.newSupervisor();
+
+  newSupervisor(): Supervisor {
+    return new Supervisor({
+      driver: this.driver,
+      store: this.store,
+      clock: this.clock,
+      registry: new Registry(this.store, 10_000),
+      events: this.events,
+      log: silent,
+      home: join(this.dir, 'home'),
+      baseEnv: {},
+      logFileOf: (cell, i) => join(this.dir, `${cell}.${i}.log`),
+    });
+  }
+
+  /** Moves the clock in small steps, letting promises (spawns, stops) settle between them. */
+  async advance(ms: number, step = 50): Promise<void> {
+    for (let t = 0; t < ms; t += step) {
+      this.clock.advance(Math.min(step, ms - t));
+      await flush();
+    }
+    await flush();
+  }
+
+  state(cell: string, i = 0): InstanceRecord | undefined {
+    return this.supervisor.instances().find((r) => r.cell === cell && r.index === i);
+  }
+
+  [Symbol.dispose](): void {
+    this.store.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+}
+
+const processCheck = (over: Partial<CellSpec> = {}) =>
+  fake.cell(over.name ?? 'svc', { health: { kind: 'process', intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 5000 }, ...over });
+
+test('supervisor - starts, probes to ready and registers the endpoint', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'svc', instances: 2 })));
+  await h.advance(100);
+  assert.equal(h.driver.spawns.length, 2);
+  assert.deepEqual(h.supervisor.instances().map((r) => r.state), ['ready', 'ready']);
+  const spawn = h.driver.spawns[0];
+  assert.equal(spawn.env.CELL_NAME, 'svc');
+  assert.equal(spawn.env.CELL_INSTANCE, '0');
+  assert.equal(spawn.env.PORT, String(h.state('svc')!.port));
+  assert.notEqual(h.state('svc', 0)!.port, h.state('svc', 1)!.port);
+});
+
+test('supervisor - stop sequence: stop signal, timeout, SIGTERM, kill_after, SIGKILL to the group', async () => {
+  using h = new Harness();
+  h.driver.script('stubborn', { ignoreSigterm: true, leavesOrphans: true });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'stubborn', stop: { signal: 'SIGINT', timeoutMs: 3000, killAfterMs: 1000 } })));
+  await h.advance(100);
+  const pid = h.state('stubborn')!.pid!;
+  const t0 = h.clock.now();
+  const stopped = h.supervisor.stopInstance('stubborn', 0, 'test');
+  await h.advance(6000);
+  await stopped;
+  const sent = h.driver.signals.filter((s) => s.pid === pid && s.signal !== 'SIGCONT').map((s) => `${s.signal}@${s.at - t0}`);
+  // SIGINT is fatal to the fake unless ignored: script ignores SIGTERM only, so it exits on SIGINT.
+  assert.equal(sent[0], 'SIGINT@0');
+  assert.equal(h.state('stubborn')!.state, 'stopped');
+});
+
+test('supervisor - a process ignoring SIGTERM is killed after timeout + kill_after, group included', async () => {
+  using h = new Harness();
+  h.driver.script('stubborn', { ignoreSigterm: true, leavesOrphans: true });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'stubborn', stop: { signal: 'SIGTERM', timeoutMs: 3000, killAfterMs: 1000 } })));
+  await h.advance(100);
+  const pid = h.state('stubborn')!.pid!;
+  const t0 = h.clock.now();
+  const stopped = h.supervisor.stopInstance('stubborn', 0, 'test');
+  await h.advance(5000);
+  await stopped;
+  const sent = h.driver.signals.filter((s) => s.pid === pid && s.signal !== 'SIGCONT').map((s) => `${s.signal}@${s.at - t0}`);
+  assert.deepEqual(sent.slice(0, 3), ['SIGTERM@0', 'SIGTERM@3000', 'SIGKILL@4000']);
+  assert.equal(h.driver.groupAlive(pid), false, 'no orphan left in the group');
+  assert.equal(h.state('stubborn')!.state, 'stopped');
+  assert.equal(h.state('stubborn')!.hold, true, 'stays stopped');
+});
+
+test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', async () => {
+  using h = new Harness();
+  h.driver.script('crashy', { runForMs: 10, exitCode: 1 });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'crashy' })));
+  await h.advance(40_000, 10);
+  const starts = h.driver.spawns.map((s) => s.at);
+  const gaps = starts.slice(1).map((t, i) => t - starts[i] - 10);
+  assert.equal(starts.length, 6);
+  gaps.forEach((g, i) => assert.ok(Math.abs(g - [0, 2000, 4000, 8000, 16000][i]) <= 20, `gap ${i} = ${g} (${gaps})`));
+  assert.equal(h.state('crashy')!.state, 'failed');
+  assert.equal(h.state('crashy')!.restarts, 5);
+  await h.advance(60_000, 1000);
+  assert.equal(h.driver.spawns.length, 6, 'failed stays failed');
+  h.supervisor.release(['crashy']);
+  await h.advance(5, 5);
+  assert.equal(h.driver.spawns.length, 7, 'released: started again');
+});
+
+test('supervisor - a spawn error is a failure with its reason, retried with backoff', async () => {
+  using h = new Harness();
+  h.driver.script('broken', { startError: 'ENOENT: no such directory' });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'broken' })));
+  await h.advance(100);
+  const rec = h.state('broken')!;
+  assert.equal(rec.state, 'backoff');
+  assert.match(rec.reason!, /spawn failed: .*ENOENT/);
+});
+
+test('supervisor - readopts live processes by pid and start time, restarts dead ones, never duplicates', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' }), processCheck({ name: 'b' })));
+  await h.advance(100);
+  const a = h.state('a')!;
+  const b = h.state('b')!;
+  // The daemon dies (its supervisor lets go of everything); b's process dies meanwhile.
+  h.supervisor.detach();
+  h.driver.exitProcess(b.pid!, null, 'SIGKILL');
+  const spawnsBefore = h.driver.spawns.length;
+  h.supervisor = h.newSupervisor();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' }), processCheck({ name: 'b' })));
+  const result = h.supervisor.readopt();
+  assert.deepEqual(result, { adopted: 1, gone: 1, strays: 0 });
+  await h.advance(200);
+  assert.equal(h.state('a')!.pid, a.pid, 'a readopted as is');
+  assert.equal(h.state('a')!.state, 'ready');
+  assert.equal(h.driver.spawns.length, spawnsBefore + 1, 'only b started again');
+  assert.equal(h.state('b')!.state, 'ready');
+  assert.equal(h.state('b')!.restarts, 1);
+});
+
+test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes them with SIGCONT', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'db' }), processCheck({ name: 'api', dependsOn: ['db'] })));
+  await h.advance(200);
+  const api = h.state('api')!;
+  h.driver.exitProcess(h.state('db')!.pid!, 1);
+  await flush();
+  assert.equal(h.state('api')!.state, 'paused');
+  assert.ok(h.driver.signalsTo(api.pid!).includes('SIGSTOP'));
+  await h.advance(200);
+  assert.equal(h.state('db')!.state, 'ready');
+  assert.equal(h.state('api')!.state, 'ready');
+  assert.ok(h.driver.signalsTo(api.pid!).includes('SIGCONT'));
+  assert.equal(h.state('api')!.pid, api.pid);
+});
