@@ -163,6 +163,19 @@ function rssBytes(pid: number): number | null {
   }
 }
 
+/** Share of all CPUs busy (any process, this one included) over `ms`, from /proc/stat. */
+async function machineBusyPercent(ms: number): Promise<number> {
+  const read = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await sleep(ms);
+  const b = read();
+  return b.total === a.total ? 0 : round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100, 1);
+}
+
 function alive(pid: number, startTicks?: number): boolean {
   const s = procStat(pid);
   return s !== null && s.state !== 'Z' && s.state !== 'X' && (startTicks === undefined || s.startTicks === startTicks);
@@ -820,6 +833,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const background: Record<string, number> = {};
   const results: { cell: ToolResult | null; pm2: ToolResult | null } = { cell: null, pm2: null };
   let failure: unknown = null;
   for (const tool of ['cell', 'pm2'] as const) {
@@ -827,6 +841,10 @@ async function main(): Promise<number> {
     if (aborted) break;
     const d: ToolDriver = tool === 'cell' ? new CellDriver(o.cells) : new Pm2Driver(o.cells);
     current = d;
+    // Other work on the machine skews every figure: measured, recorded, warned about.
+    const busy = await machineBusyPercent(1000);
+    background[tool] = busy;
+    if (busy > 15) log(`WARNING: the machine is ${busy} % busy before the ${tool} phase (other processes): figures will be noisy`);
     try {
       if (d instanceof Pm2Driver) await d.prepare();
       results[tool] = await benchTool(d, o);
@@ -849,7 +867,7 @@ async function main(): Promise<number> {
   const report = {
     bench: 'lifecycle',
     date: startedAt.toISOString(),
-    host: { node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model ?? null, kernel: release(), clk_tck: clkTck, loadavg: load },
+    host: { node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model ?? null, kernel: release(), clk_tck: clkTck, loadavg: load, busy_percent_before: background },
     pm2_version: JSON.parse(readFileSync(join(ROOT, 'node_modules', 'pm2', 'package.json'), 'utf8')).version,
     cell_version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
     options: o,

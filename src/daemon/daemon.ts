@@ -114,6 +114,7 @@ export class Daemon {
       baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
       logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
       onChange: () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()),
+      versionFor: (cell) => this.latestVersion(cell),
     });
     const desired = this.loadDesired();
     // Application cells wait for the whole kernel; readopted ones keep running meanwhile.
@@ -325,16 +326,27 @@ export class Daemon {
     });
   }
 
+  /**
+   * The version of a cell's code as it is on disk now (kernel cells: the daemon's own). Records
+   * a change as "update available" so `cell status` can tell which running instances are outdated.
+   */
+  private async latestVersion(cell: DesiredCell): Promise<string> {
+    const name = cell.spec.name;
+    if (isKernelCell(name) || cell.spec.source.length === 0) return this.latestVersions.get(name) ?? cell.version;
+    const latest = await computeVersion(cell.spec);
+    if (this.latestVersions.get(name) !== latest) {
+      this.log.warn({ cell: name, version: cell.version, latest }, 'update available');
+      this.latestVersions.set(name, latest);
+      if (!this.shuttingDown) this.store.put(`${LATEST_PREFIX}${name}`, latest, { now: this.now() });
+    }
+    return latest;
+  }
+
   /** The seed's version loop: recompute source hashes and notice cells whose code changed. */
   async checkVersions(): Promise<void> {
     for (const cell of this.appCells()) {
       try {
-        const latest = await computeVersion(cell.spec);
-        if (this.latestVersions.get(cell.spec.name) !== latest) {
-          this.log.warn({ cell: cell.spec.name, version: cell.version, latest }, 'update available');
-          this.latestVersions.set(cell.spec.name, latest);
-          if (!this.shuttingDown) this.store.put(`${LATEST_PREFIX}${cell.spec.name}`, latest, { now: this.now() });
-        }
+        await this.latestVersion(cell);
       } catch (err) {
         this.log.error({ cell: cell.spec.name, err: String(err) }, 'version check failed');
       }

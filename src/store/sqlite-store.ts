@@ -411,6 +411,16 @@ export class SqliteStore implements Store {
     return (this.db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
   }
 
+  /**
+   * Copies the WAL into the database file. SQLite does this on its own every 1000 pages and on the
+   * last close; call it at quiet moments to bound the WAL. `truncate` also empties the -wal file and
+   * waits (busy timeout) for readers to finish; `passive` never waits.
+   */
+  checkpoint(mode: 'passive' | 'truncate' = 'passive'): void {
+    this.assertOpen('checkpoint');
+    this.db.pragma(`wal_checkpoint(${mode === 'truncate' ? 'TRUNCATE' : 'PASSIVE'})`);
+  }
+
   /** True once `close()` has been called. */
   get isClosed(): boolean {
     return this.isClosedFlag;

@@ -47,6 +47,11 @@ export interface SupervisorOptions {
   logFileOf(cell: string, index: number): string;
   /** Called after any record change (for control-plane.json and watchers). */
   onChange?(): void;
+  /**
+   * The version of the code an instance is about to run (the seed: "query Builder for latest
+   * version" before a spawn). Defaults to the desired version computed at apply time.
+   */
+  versionFor?(cell: DesiredCell): Promise<string>;
 }
 
 export interface LastProbe {
@@ -255,6 +260,8 @@ export class Supervisor {
     rec = { ...launched(rec, { pid: 0, startTicks: 0, version: desired.version, isRestart }, now), pid: null, startTicks: null };
     this.update(rec, isRestart ? 'restart' : 'start');
     try {
+      const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
+      if (version !== rec.version) this.update({ ...this.records.get(key)!, version });
       const port = rec.port || (await this.allocatePort());
       this.usedPorts.add(port);
       if (port !== rec.port) this.update({ ...this.records.get(key)!, port });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -173,10 +173,11 @@ async function snapshot(home: string): Promise<Snapshot> {
   };
 }
 
+/** The process exists and is not a zombie (a crashed detached daemon can linger as one). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
@@ -285,7 +286,7 @@ interface ErrorBody {
 }
 
 /** A 4xx JSON `{error: {name, message}}` whose message is one line and contains `says`. */
-function assertApiError(r: Reply, status: number, name: string, says: string, what: string): ErrorBody['error'] {
+function assertApiError(r: Reply, status: number, name: string | RegExp, says: string, what: string): ErrorBody['error'] {
   assert.equal(r.status, status, `${what}: status (${r.body})`);
   let parsed: ErrorBody;
   try {
@@ -293,7 +294,8 @@ function assertApiError(r: Reply, status: number, name: string, says: string, wh
   } catch {
     assert.fail(`${what}: body is not JSON: ${r.body.slice(0, 200)}`);
   }
-  assert.equal(parsed.error?.name, name, `${what}: error name (${r.body})`);
+  if (typeof name === 'string') assert.equal(parsed.error?.name, name, `${what}: error name (${r.body})`);
+  else assert.match(String(parsed.error?.name), name, `${what}: error name (${r.body})`);
   assert.equal(typeof parsed.error.message, 'string', what);
   assert.ok(!/[\r\n]/.test(parsed.error.message), `${what}: one-line message: ${parsed.error.message}`);
   assert.ok(parsed.error.message.includes(says), `${what}: message ${JSON.stringify(parsed.error.message)} says ${JSON.stringify(says)}`);
@@ -346,10 +348,12 @@ test('e2e bad input - bad requests to the daemon API are 4xx JSON errors naming 
   assertApiError(await post('/v1/nope', '{}'), 404, 'BadRequestError', 'no such API route: POST /v1/nope', 'unknown POST route');
   assertApiError(await daemonRequest(home, 'DELETE', '/v1/apply'), 404, 'BadRequestError', 'no such API route: DELETE /v1/apply', 'wrong method');
 
-  // Scale: the count is checked before anything changes.
-  assertApiError(await post('/v1/scale', '{"cell":"api","instances":-1}'), 400, 'TypeError', 'instances must be an integer from 0 to 1000, got -1', 'scale -1');
-  assertApiError(await post('/v1/scale', '{"cell":"api","instances":1.5}'), 400, 'TypeError', 'instances must be an integer from 0 to 1000, got 1.5', 'scale 1.5');
-  assertApiError(await post('/v1/scale', '{"cell":"api","instances":1001}'), 400, 'TypeError', 'instances must be an integer from 0 to 1000, got 1001', 'scale 1001');
+  // Scale: the count is checked before anything changes. (The daemon throws a TypeError here today,
+  // which the API maps to 400; a BadRequestError naming the field would be better and passes too.)
+  const badCount = /^(BadRequestError|TypeError)$/;
+  assertApiError(await post('/v1/scale', '{"cell":"api","instances":-1}'), 400, badCount, 'instances must be an integer from 0 to 1000, got -1', 'scale -1');
+  assertApiError(await post('/v1/scale', '{"cell":"api","instances":1.5}'), 400, badCount, 'instances must be an integer from 0 to 1000, got 1.5', 'scale 1.5');
+  assertApiError(await post('/v1/scale', '{"cell":"api","instances":1001}'), 400, badCount, 'instances must be an integer from 0 to 1000, got 1001', 'scale 1001');
   const scaleType = assertApiError(await post('/v1/scale', '{"cell":"api","instances":"2"}'), 400, 'BadRequestError', 'field "instances" must be a number', 'scale "2"');
   assert.equal(scaleType.field, 'instances');
   const scaleCell = assertApiError(await post('/v1/scale', '{"instances":2}'), 400, 'BadRequestError', 'missing field "cell"', 'scale without cell');
@@ -391,5 +395,19 @@ test('e2e bad input - bad requests to the daemon API are 4xx JSON errors naming 
   assert.equal((results[3] as Reply).status, 200);
 
   await assertUntouched(home, before.snap, 'garbage on the socket');
+
+  // Valid HTTP whose request target is an absolute URL that WHATWG URL rejects (port out of range,
+  // bad authority): the HTTP parser accepts it, so it reaches the daemon's router. Last, because
+  // a daemon that mishandles it dies.
+  await t.test('e2e bad input - a request target that is not a valid URL gets a 400, and the daemon lives', async () => {
+    for (const target of ['http://a:99999/v1/status', 'http://a:b:c/v1/status']) {
+      const got = await rawExchange(socketPath, Buffer.from(`GET ${target} HTTP/1.1\r\nHost: cell\r\nConnection: close\r\n\r\n`));
+      assert.match(got, /^HTTP\/1\.1 4\d\d /, `GET ${target}: a 4xx answer, got ${JSON.stringify(got.slice(0, 100))}`);
+      assert.ok(alive(before.daemonPid), `the daemon survives GET ${target}`);
+      assert.equal((await daemonRequest(home, 'GET', '/v1/status')).status, 200, `the daemon answers after GET ${target}`);
+    }
+  });
+
+  await assertUntouched(home, before.snap, 'every bad request');
   await assertUntouchedViaCli(mesh, before, 'every bad request');
 });

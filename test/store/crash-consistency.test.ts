@@ -26,7 +26,7 @@ const WRITER_ARGS =
     ? ['--import', 'tsx', WRITER]
     : ['--require', 'tsx/cjs', '-e', 'require(process.argv[1])', WRITER];
 const TOTAL_KILLS = Number(process.env.CELL_CRASH_KILLS ?? 200);
-const LANES = 2;
+const LANES = 3;
 /** Writers loading ahead per lane. */
 const SPARES = 2;
 const PAD_LENGTH = 20_000;

@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { MeshHarness, CELL_BIN, waitUntil, processesOfHome, httpGet } from './harness.js';
+
+interface Status {
+  daemon: { pid: number; gateway: string | null };
+  cells: { name: string; kind: string; state: string; version: string; latest_version: string; outdated: boolean; reason: string | null; restarts: number }[];
+}
+
+test('e2e commands - the version loop notices changed sources; restart runs the new version', async () => {
+  await using mesh = new MeshHarness(`
+version_check_interval: 200ms
+cells:
+  api:
+    run: node fixtures/service.mjs
+    source: ["fixtures/service.mjs"]
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const before = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'api')!;
+  assert.equal(before.outdated, false);
+  assert.match(await mesh.ok(['status']), /api .*✓ Latest/);
+  appendFileSync(join(mesh.dir, 'fixtures/service.mjs'), '\n// changed\n');
+  const outdated = await waitUntil('api outdated', async () => {
+    const c = (await mesh.json<Status>(['status'])).cells.find((x) => x.name === 'api')!;
+    return c.outdated ? c : undefined;
+  });
+  assert.equal(outdated.version, before.version, 'the running instance keeps its version');
+  assert.notEqual(outdated.latest_version, before.version);
+  assert.match(await mesh.ok(['status']), /api .*⚠ Update Available/);
+  await mesh.ok(['restart', 'api']);
+  const after = await waitUntil('api restarted on the new version', async () => {
+    const c = (await mesh.json<Status>(['status'])).cells.find((x) => x.name === 'api')!;
+    return c.state === 'ready' && !c.outdated ? c : undefined;
+  });
+  assert.equal(after.version, outdated.latest_version);
+});
+
+test('e2e commands - prune stops instances of cells removed from the manifest', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  keep:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  gone:
+    run: node fixtures/service.mjs
+    instances: 2
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const gonePids = (await mesh.ps()).filter((p) => p.cell === 'gone').map((p) => p.pid!);
+  mesh.writeManifest(`
+cells:
+  keep:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const status = await mesh.json<Status>(['status']);
+  assert.match(status.cells.find((c) => c.name === 'gone')!.reason!, /not in the manifest/);
+  assert.equal((await mesh.ps()).filter((p) => p.cell === 'gone' && p.state === 'ready').length, 2, 'still running before prune');
+  const dry = await mesh.json<{ dry_run: boolean; instances: { cell: string; pid: number }[] }>(['prune', '--dry-run']);
+  assert.equal(dry.dry_run, true);
+  assert.deepEqual(dry.instances.map((i) => i.pid).sort(), [...gonePids].sort());
+  assert.ok(gonePids.every((pid) => processesOfHome(mesh.home).includes(pid)), 'dry run stops nothing');
+  assert.match(await mesh.ok(['prune']), /stopped gone\.0 \(pid \d+\)\nstopped gone\.1/);
+  assert.ok(gonePids.every((pid) => !processesOfHome(mesh.home).includes(pid)));
+  assert.deepEqual((await mesh.ps()).map((p) => p.cell).sort(), ['gateway', 'keep']);
+  assert.equal(await mesh.ok(['prune']), 'nothing to prune\n');
+});
+
+test('e2e commands - restart of the whole mesh keeps counters and order; top and init work', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  db:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  process.kill((await mesh.ps()).find((p) => p.cell === 'api')!.pid!, 'SIGKILL');
+  await waitUntil('api back', async () => (await mesh.ps()).find((p) => p.cell === 'api' && p.state === 'ready' && p.restarts === 1));
+  const before = await mesh.ps();
+  assert.match(await mesh.ok(['restart']), /restarted: db, api/);
+  const after = await waitUntil('all ready', async () => {
+    const ps = await mesh.ps();
+    return ps.every((p) => p.state === 'ready') ? ps : undefined;
+  });
+  for (const p of after.filter((x) => x.cell !== 'gateway')) {
+    const old = before.find((b) => b.cell === p.cell)!;
+    assert.notEqual(p.pid, old.pid, `${p.cell} restarted`);
+    assert.equal(p.restarts, old.restarts + 1, `${p.cell} restart counted, history kept`);
+  }
+  const frame = await mesh.ok(['top', '--once']);
+  assert.match(frame, /INSTANCE\s+PID\s+STATE\s+HEALTH\s+CPU\s+MEM/);
+  assert.match(frame, /api\.0\s+\d+\s+● ready\s+passing/);
+
+  const init = await mesh.cell(['-f', 'starter.yaml', 'init']);
+  assert.equal(init.code, 0);
+  assert.match(readFileSync(join(mesh.dir, 'starter.yaml'), 'utf8'), /^# cell\.yaml/);
+  const again = await mesh.cell(['-f', 'starter.yaml', 'init']);
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already exists \(use --force to overwrite\)/);
+});
+
+test('e2e commands - up --foreground runs the daemon attached; Ctrl-C stops the mesh', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  api:
+    run: node fixtures/service.mjs
+    health: { http: { path: / }, interval: 200ms }
+`);
+  const child = spawn(process.execPath, [CELL_BIN, 'up', '--foreground'], { cwd: mesh.dir, env: { ...process.env, CELL_HOME: mesh.home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    await waitUntil('foreground mesh up', async () => out.includes('Ctrl-C stops the mesh'), 30_000);
+    const ps = await mesh.ps();
+    const api = ps.find((p) => p.cell === 'api')!;
+    assert.equal((await httpGet(api.port!)).status, 200);
+    assert.equal((await mesh.json<Status>(['status'])).daemon.pid, child.pid, 'the daemon is this process');
+    child.kill('SIGINT');
+    assert.equal(await exited, 0);
+    assert.deepEqual(processesOfHome(mesh.home), [], 'Ctrl-C stopped every cell');
+    assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')));
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
