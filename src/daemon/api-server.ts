@@ -12,7 +12,7 @@ const MAX_BODY = 1024 * 1024;
 function statusOf(err: unknown): number {
   const name = err instanceof Error ? err.name : '';
   if (name === 'UnknownCellError') return 404;
-  if (['ManifestError', 'BadRequestError', 'TypeError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
+  if (['ManifestError', 'BadRequestError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
   return 500;
 }
 
@@ -27,18 +27,22 @@ function errorBody(err: unknown): { error: Record<string, unknown> } {
 
 function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
+    let isOversize = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new BadRequestError(`request body over ${MAX_BODY} bytes`));
-        req.destroy();
+        // Keep reading (and dropping) the rest, so the client gets our answer, not a reset.
+        if (!isOversize) reject(new BadRequestError(`request body over ${MAX_BODY} bytes`, 'body'));
+        isOversize = true;
+        chunks = [];
         return;
       }
       chunks.push(c);
     });
     req.on('end', () => {
+      if (isOversize) return;
       const text = Buffer.concat(chunks).toString('utf8');
       if (!text) return resolve({});
       try {
@@ -83,7 +87,9 @@ export class ApiServer {
     this.routes.set('GET /v1/health', (_q, _r, url) => d.health(url.searchParams.get('cell') ?? undefined));
     this.routes.set('GET /v1/events', (_q, _r, url) => {
       const since = url.searchParams.get('since');
-      return d.eventsView(url.searchParams.get('cell') ?? undefined, since ? Date.parse(since) : undefined);
+      const sinceMs = since ? Date.parse(since) : undefined;
+      if (Number.isNaN(sinceMs)) throw new BadRequestError(`since must be an ISO-8601 time, got ${JSON.stringify(since)}`, 'since');
+      return d.eventsView(url.searchParams.get('cell') ?? undefined, sinceMs);
     });
     this.routes.set('GET /v1/graph', (_q, _r, url) => {
       const format = (url.searchParams.get('format') ?? 'text') as GraphFormat;
@@ -151,9 +157,14 @@ export class ApiServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://cell');
-    const route = this.routes.get(`${req.method} ${url.pathname}`);
+    let url = new URL('http://cell/');
     try {
+      try {
+        url = new URL(req.url ?? '/', 'http://cell');
+      } catch {
+        throw new BadRequestError(`invalid request target ${JSON.stringify(req.url)}`, 'url');
+      }
+      const route = this.routes.get(`${req.method} ${url.pathname}`);
       if (!route) {
         const e = new BadRequestError(`no such API route: ${req.method} ${url.pathname}`);
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody(e)));
@@ -178,7 +189,13 @@ export class ApiServer {
 
   listen(socket: string): Promise<void> {
     if (existsSync(socket)) unlinkSync(socket);
-    const server = createServer((req, res) => void this.handle(req, res));
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err) => {
+        this.daemon.log.error({ err: String(err) }, 'API handler failed');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    });
     server.keepAliveTimeout = 1000;
     this.server = server;
     return new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ import { cellHomePaths, instanceLogFile } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, EventView, HealthView, InstanceView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
-import { UnknownCellError } from './errors.js';
+import { BadRequestError, UnknownCellError } from './errors.js';
 
 export interface DaemonOptions {
   home: string;
@@ -255,7 +255,7 @@ export class Daemon {
 
   async scale(name: string, instances: number): Promise<{ cell: string; instances: number }> {
     if (!Number.isInteger(instances) || instances < 0 || instances > 1000) {
-      throw new TypeError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`);
+      throw new BadRequestError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`, 'instances');
     }
     const cell = this.requireCell(name);
     const updated: DesiredCell = { ...cell, spec: { ...cell.spec, instances } };

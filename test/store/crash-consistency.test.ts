@@ -111,15 +111,19 @@ interface StateFile {
   pad: string;
 }
 
+type Phase = 'load' | 'open' | 'run' | 'kill' | 'check';
+
 /** What one lane has seen so far. */
 interface LaneState {
   dir: string;
   lastRevision: number;
   hasSeenFile: boolean;
   kills: number;
+  /** Time spent waiting in each phase, summed over rounds. */
+  phaseMs: Record<Phase, number>;
 }
 
-/** Opens the store the writer left behind and checks every invariant; returns its revision. */
+/** Opens the store the writer left behind and checks every invariant; records its revision. */
 function checkAfterKill(lane: LaneState, context: string): void {
   const file = readJsonFileSync<StateFile>(path.join(lane.dir, 'state.json'));
   if (file === undefined) {
@@ -164,7 +168,7 @@ async function runLane(lane: LaneState, kills: number, live: Set<Writer>, signal
       const context = `${path.basename(lane.dir)} kill ${round + 1}`;
       while (spares.length < Math.min(SPARES, kills - round)) spares.push(new Writer(lane.dir, live));
       const writer = spares.shift()!;
-      await writer.waitForLine('loaded');
+      await timed(lane, 'load', writer.waitForLine('loaded'));
       if (signal.aborted) break;
       await runRound(lane, writer, context);
     }
@@ -174,15 +178,25 @@ async function runLane(lane: LaneState, kills: number, live: Set<Writer>, signal
 }
 
 async function runRound(lane: LaneState, writer: Writer, context: string): Promise<void> {
-    writer.go();
-    const writing = await writer.waitForLine('writing ');
-    const openedAt = Number(writing.split(' ')[1]);
-    assert.equal(openedAt, lane.lastRevision, `${context}: the writer found the revision the test last saw`);
-    await new Promise((resolve) => setTimeout(resolve, randomDelayMs()));
-    const exit = await writer.kill();
-    assert.equal(exit.signal, 'SIGKILL', `${context}: writer ended on its own: ${writer.describe()}`);
-    lane.kills += 1;
-    checkAfterKill(lane, context);
+  writer.go();
+  const writing = await timed(lane, 'open', writer.waitForLine('writing '));
+  const openedAt = Number(writing.split(' ')[1]);
+  assert.equal(openedAt, lane.lastRevision, `${context}: the writer found the revision the test last saw`);
+  await timed(lane, 'run', new Promise((resolve) => setTimeout(resolve, randomDelayMs())));
+  const exit = await timed(lane, 'kill', writer.kill());
+  assert.equal(exit.signal, 'SIGKILL', `${context}: writer ended on its own: ${writer.describe()}`);
+  lane.kills += 1;
+  await timed(lane, 'check', Promise.resolve().then(() => checkAfterKill(lane, context)));
+}
+
+/** Adds the time `promise` takes to the lane's phase total (reported as a diagnostic). */
+async function timed<T>(lane: LaneState, phase: Phase, promise: Promise<T>): Promise<T> {
+  const startedAt = performance.now();
+  try {
+    return await promise;
+  } finally {
+    lane.phaseMs[phase] += performance.now() - startedAt;
+  }
 }
 
 test('store - survives 200 SIGKILLs of a writer with an intact database, state file and revision', { timeout: 90_000 }, async (t) => {
@@ -197,7 +211,7 @@ test('store - survives 200 SIGKILLs of a writer with an intact database, state f
   const lanes: LaneState[] = Array.from({ length: LANES }, (_, i) => {
     const dir = path.join(root, `lane-${i}`);
     fs.mkdirSync(dir);
-    return { dir, lastRevision: 0, hasSeenFile: false, kills: 0 };
+    return { dir, lastRevision: 0, hasSeenFile: false, kills: 0, phaseMs: { load: 0, open: 0, run: 0, kill: 0, check: 0 } };
   });
   const perLane = Math.ceil(TOTAL_KILLS / LANES);
   // The first failing lane stops the others, so no lane spawns writers after the cleanup.
@@ -223,7 +237,11 @@ test('store - survives 200 SIGKILLs of a writer with an intact database, state f
     assert.ok(leftovers.length <= 1, `writers clean up the temporaries of killed predecessors: ${leftovers}`);
   }
   assert.equal(live.size, 0, 'no writer is left running');
+  const phases = (Object.keys(lanes[0]!.phaseMs) as Phase[])
+    .map((phase) => `${phase} ${Math.round(lanes.reduce((sum, lane) => sum + lane.phaseMs[phase], 0) / kills)}`)
+    .join(', ');
   t.diagnostic(
-    `${kills} kills in ${Date.now() - startedAt} ms; final revisions ${lanes.map((l) => l.lastRevision).join(', ')}`,
+    `${kills} kills in ${Date.now() - startedAt} ms over ${LANES} lanes; final revisions ` +
+      `${lanes.map((l) => l.lastRevision).join(', ')}; mean ms per kill: ${phases}`,
   );
 });
