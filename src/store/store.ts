@@ -3,11 +3,16 @@
  * prefix watches. The embedded implementation is SQLite (WAL); the cluster one is etcd.
  *
  * Contract, shared by every implementation (one conformance suite runs against each):
- * - Keys are strings; values are JSON-serializable. `version` starts at 1 on create and grows by
- *   one on every put of that key; a delete then re-create starts again at 1.
- * - `revision` is store-wide and strictly increasing with every committed change.
+ * - Keys are non-empty strings of well-formed Unicode, ordered by their UTF-8 bytes (code point
+ *   order, as etcd). Values are JSON-serializable; anything else throws `TypeError`, and readers
+ *   get a copy as JSON would rebuild it. `version` starts at 1 on create and grows by one on every
+ *   put of that key; a delete then re-create starts again at 1.
+ * - `revision` is store-wide and strictly increasing with every committed change. One call is one
+ *   commit: all entries and events of a txn (or a deletePrefix, or a sweep) share its revision.
+ *   A call that changes nothing (failed guard, delete of a missing key) leaves it unchanged.
  * - No wall clock inside: callers pass `now` (ms) with every write or read that cares about TTLs.
- *   An entry whose `expiresAt <= now` is absent to readers and is removed by `sweepExpired`.
+ *   An entry whose `expiresAt <= now` is absent to readers (and to version guards: a put over it
+ *   creates version 1) and is removed by `sweepExpired`.
  * - Watch callbacks run after the change is committed, in commit order, synchronously within the
  *   writing call for the embedded store. A callback must not throw; it must not write re-entrantly.
  */
@@ -48,7 +53,7 @@ export interface WatchEvent {
 
 export interface Store {
   get<T = unknown>(key: string, now: number): StoreEntry<T> | undefined;
-  /** Entries whose key starts with `prefix`, in key order. */
+  /** Entries whose key starts with `prefix` (`''` = all), in key order. */
   list<T = unknown>(prefix: string, now: number): StoreEntry<T>[];
   put(key: string, value: unknown, opts: PutOptions): StoreEntry;
   /**
@@ -60,7 +65,10 @@ export interface Store {
   delete(key: string): boolean;
   /** Deletes every key under `prefix`; returns how many. */
   deletePrefix(prefix: string): number;
-  /** All-or-nothing: if every compare holds, applies every op in one commit and returns true. */
+  /**
+   * All-or-nothing: if every compare holds, applies every op in one commit (in op order) and returns
+   * true; otherwise writes nothing and returns false. Naming one key in two ops throws `TypeError`.
+   */
   txn(compares: TxnCompare[], ops: TxnOp[], now: number): boolean;
   /** Removes entries expired at `now`, emitting delete events for them. Returns how many. */
   sweepExpired(now: number): number;
