@@ -8,15 +8,28 @@ import type { TransitionEvent } from '../reconciler/index.js';
 export class EventLog {
   private seq = 0;
 
+  /**
+   * Events live `retentionMs`, and at most `maxEvents` are kept (a crash loop must not grow the
+   * store without bound): every `maxEvents / 10` appends, the oldest beyond the cap are deleted.
+   */
   constructor(
     private readonly store: Store,
     private readonly retentionMs = 24 * 3600_000,
+    private readonly maxEvents = 10_000,
   ) {}
 
   append(event: TransitionEvent): void {
     // Time first, then a per-daemon sequence: keys sort in commit order across daemon restarts.
     const key = `events/${String(event.at).padStart(15, '0')}-${String(this.seq++).padStart(8, '0')}-${process.pid}`;
     this.store.put(key, event, { now: event.at, ttlMs: this.retentionMs });
+    if (this.seq % Math.max(1, Math.floor(this.maxEvents / 10)) === 0) this.trim(event.at);
+  }
+
+  private trim(now: number): void {
+    const all = this.store.list('events/', now);
+    const excess = all.length - this.maxEvents;
+    if (excess <= 0) return;
+    this.store.txn([], all.slice(0, excess).map((e) => ({ op: 'delete' as const, key: e.key })), now);
   }
 
   list(now: number, filter: { cell?: string; since?: number; limit?: number } = {}): TransitionEvent[] {

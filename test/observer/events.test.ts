@@ -1,0 +1,17 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openSqliteStore } from '../../src/store/index.js';
+import { EventLog } from '../../src/observer/index.js';
+
+test('observer - the event log keeps order and caps its size', () => {
+  const store = openSqliteStore(':memory:');
+  const log = new EventLog(store, 3600_000, 100);
+  for (let i = 0; i < 1000; i++) log.append({ at: 1000 + i, cell: 'a', instance: 0, from: 'ready', to: 'backoff', reason: String(i), pid: null });
+  const events = log.list(5000);
+  assert.ok(events.length <= 110 && events.length >= 100, `${events.length} kept`);
+  assert.equal(events.at(-1)!.reason, '999', 'newest kept');
+  assert.deepEqual(events.map((e) => e.at), [...events.map((e) => e.at)].sort((x, y) => x - y));
+  assert.equal(log.list(5000, { cell: 'b' }).length, 0);
+  assert.equal(log.list(1000 + 3600_000 + 1000).length, 0, 'expired after the retention');
+  store.close();
+});
