@@ -250,6 +250,7 @@ function toHealth(h: RawCell['health']): HealthSpec {
   const kind = CHECK_KINDS.find((k) => h[k] !== undefined);
   if (kind === 'http') return { kind, path: h.http!.path, port: h.http!.port, ...timing };
   if (kind === 'tcp') return { kind, port: h.tcp!.port, ...timing };
+  if (kind === 'ping') return { kind, ...timing };
   return { kind: 'exec', command: h.exec!, ...timing };
 }
 
@@ -274,5 +275,6 @@ function toCellSpec(name: string, cell: RawCell, dir: string, line: number): Cel
     line,
   };
   if (cell.build !== undefined) spec.build = cell.build;
+  if (cell.lazy) spec.lazy = true;
   return spec;
 }

@@ -180,7 +180,10 @@ export const tcpCheckObject = z.strictObject({
   port: checkPort.default('$PORT'),
 });
 
-export const CHECK_KINDS = ['http', 'tcp', 'exec'] as const;
+/** `ping: {}`: the SDK's protocol ping over the instance's CELL_SOCKET (seed level 3). */
+export const pingCheckObject = z.strictObject({});
+
+export const CHECK_KINDS = ['http', 'tcp', 'exec', 'ping'] as const;
 
 /** The reason for a health map with two check kinds, `first` being the one that stays. */
 export function exclusiveChecksReason(first: string): string {
@@ -191,6 +194,7 @@ export const healthObject = z.strictObject({
   http: emptyIfNull(httpCheckObject.optional()),
   tcp: emptyIfNull(tcpCheckObject.optional()),
   exec: nonEmptyString.optional(),
+  ping: emptyIfNull(pingCheckObject.optional()),
   interval: duration({ positive: true }).default(DEFAULTS.health.intervalMs),
   timeout: duration({ positive: true }).default(DEFAULTS.health.timeoutMs),
   retries: integer(1).default(DEFAULTS.health.retries),
@@ -259,6 +263,7 @@ export const cellObject = z.strictObject({
   stop: absentIfNull(stopObject.prefault({})),
   source: globs,
   build: nonEmptyString.optional(),
+  lazy: z.boolean({ error: (iss) => `expected true or false, got ${describeValue(iss.input)}` }).default(false),
 });
 
 export const gatewayObject = z.strictObject({

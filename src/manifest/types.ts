@@ -19,6 +19,8 @@ export type HealthSpec =
   | ({ kind: 'http'; path: string; port: CheckPort } & CheckTiming)
   | ({ kind: 'tcp'; port: CheckPort } & CheckTiming)
   | ({ kind: 'exec'; command: string } & CheckTiming)
+  /** The SDK's protocol ping on the instance's unix socket (the seed's level 3, "Protocol Valid"). */
+  | ({ kind: 'ping' } & CheckTiming)
   /** No check configured: the instance is ready once its process is alive (level 1). */
   | ({ kind: 'process' } & CheckTiming);
 
@@ -58,6 +60,11 @@ export interface CellSpec {
   /** Globs (relative to cwd) hashed into the cell's version. */
   source: string[];
   build?: string;
+  /**
+   * Not started by `cell up`: the first discovery of the cell (an SDK `connect`) starts it and
+   * waits for it, like socket activation.
+   */
+  lazy?: boolean;
   /** 1-based line of the cell's key in the manifest, for error messages. */
   line?: number;
 }

@@ -70,7 +70,7 @@ const BAD_MANIFESTS: BadManifest[] = [
     text: 'cells:\n  db:\n    run: node x\n    health:\n      tcp: {}\n      http: { path: / }\n',
     line: 6,
     key: 'cells.db.health.http',
-    says: 'only one of http, tcp, exec may be set, and tcp is already set',
+    says: 'only one of http, tcp, exec, ping may be set, and tcp is already set',
   },
   {
     kind: 'restart-policy',

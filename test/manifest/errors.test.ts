@@ -227,7 +227,7 @@ test('manifest errors - health needs exactly one check', () => {
       http: {}
       tcp: {}
 `,
-    { key: 'cells.web.health.tcp', line: 6, says: 'only one of http, tcp, exec may be set, and http is already set' },
+    { key: 'cells.web.health.tcp', line: 6, says: 'only one of http, tcp, exec, ping may be set, and http is already set' },
   );
   expectManifestError(
     `cells:
@@ -236,7 +236,7 @@ test('manifest errors - health needs exactly one check', () => {
     health:
       interval: 1s
 `,
-    { key: 'cells.web.health', line: 4, says: 'needs one of http, tcp, exec' },
+    { key: 'cells.web.health', line: 4, says: 'needs one of http, tcp, exec, ping' },
   );
 });
 
