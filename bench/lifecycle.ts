@@ -13,7 +13,7 @@
  * Prints a table with the ratios cell/PM2 and the targets, and writes bench/results/lifecycle-<date>.json.
  * See bench/README.md for what is measured and how fair it is.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -40,6 +40,7 @@ interface Options {
   pollBudget: number;
   only: 'cell' | 'pm2' | null;
   keep: boolean;
+  noBare: boolean;
   budgetSeconds: number;
 }
 
@@ -54,6 +55,7 @@ function parseArgs(argv: string[]): Options {
     pollBudget: 1500,
     only: null,
     keep: false,
+    noBare: false,
     budgetSeconds: 235,
   };
   const num = (name: string, v: string | undefined, min: number): number => {
@@ -80,11 +82,12 @@ function parseArgs(argv: string[]): Options {
         break;
       }
       case '--keep': o.keep = true; break;
+      case '--no-bare': o.noBare = true; break;
       case '-h':
       case '--help':
         process.stdout.write(
           'usage: node --import tsx bench/lifecycle.ts [--cells 100] [--crashes 10] [--idle-seconds 10] [--settle-seconds 3]\n' +
-            '         [--status-runs 10] [--poll-ms 10] [--poll-budget 1500] [--only cell|pm2] [--keep] [--budget-seconds 235]\n',
+            '         [--status-runs 10] [--poll-ms 10] [--poll-budget 1500] [--only cell|pm2] [--no-bare] [--keep] [--budget-seconds 235]\n',
         );
         process.exit(0);
       default:
@@ -155,9 +158,16 @@ function procStat(pid: number): ProcStat | null {
 }
 
 function rssBytes(pid: number): number | null {
+  return memory(pid)?.rss ?? null;
+}
+
+/** VmRSS and its split: anonymous (heap, stacks) and file-backed (mostly the node binary's pages). */
+function memory(pid: number): { rss: number; anon: number; file: number } | null {
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+    const rss = kb('VmRSS');
+    return Number.isNaN(rss) ? null : { rss, anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
   } catch {
     return null;
   }
@@ -598,7 +608,7 @@ interface ToolResult {
   start_breakdown: Record<string, number | null> | null;
   crash_recovery_ms: number[];
   crash_recovery_median_ms: number;
-  daemon: { pid: number; rss_bytes: number; cpu_percent_of_core: number; window_s: number };
+  daemon: { pid: number; rss_bytes: number; rss_anon_bytes: number; rss_file_bytes: number; cpu_percent_of_core: number; window_s: number };
   extra_processes: Record<string, { pid: number; rss_bytes: number | null; cpu_percent_of_core: number | null }>;
   instances_rss_bytes_total: number;
   status_command: string;
@@ -657,8 +667,8 @@ async function benchTool(d: ToolDriver, o: Options): Promise<ToolResult> {
   await sleep(o.settleSeconds * 1000);
   const watched = [daemonPid, ...Object.values(extras)];
   const cpu = await cpuWindow(watched, o.idleSeconds);
-  const daemonRss = rssBytes(daemonPid);
-  if (daemonRss === null) throw new Error(`${d.name}: daemon pid ${daemonPid} is gone`);
+  const daemonMem = memory(daemonPid);
+  if (daemonMem === null) throw new Error(`${d.name}: daemon pid ${daemonPid} is gone`);
   const extraOut: ToolResult['extra_processes'] = {};
   for (const [name, pid] of Object.entries(extras)) extraOut[name] = { pid, rss_bytes: rssBytes(pid), cpu_percent_of_core: cpu.get(pid) ?? null };
   const instancesRss = instances.reduce((sum, i) => sum + (rssBytes(i.pid) ?? 0), 0);
@@ -706,13 +716,82 @@ async function benchTool(d: ToolDriver, o: Options): Promise<ToolResult> {
     start_breakdown: breakdown,
     crash_recovery_ms: crashMs.map((x) => round(x)),
     crash_recovery_median_ms: round(median(crashMs)),
-    daemon: { pid: daemonPid, rss_bytes: daemonRss, cpu_percent_of_core: cpu.get(daemonPid) ?? NaN, window_s: o.idleSeconds },
+    daemon: { pid: daemonPid, rss_bytes: daemonMem.rss, rss_anon_bytes: daemonMem.anon, rss_file_bytes: daemonMem.file, cpu_percent_of_core: cpu.get(daemonPid) ?? NaN, window_s: o.idleSeconds },
     extra_processes: extraOut,
     instances_rss_bytes_total: instancesRss,
     status_command: statusLabel,
     status_ms: statusMs.map((x) => round(x)),
     status_median_ms: round(median(statusMs)),
   };
+}
+
+// ------------------------------------------------------------------ the bare floor
+
+interface FloorResult {
+  cells: number;
+  cold_start_ms: number;
+  crash_recovery_ms: number[];
+  crash_recovery_median_ms: number;
+}
+
+/**
+ * What no process manager can beat on this machine: the bench itself spawns the N fixtures
+ * (child_process.spawn of node, no shell, no state, no probes) and respawns a killed one from its
+ * 'exit' event at once. Same poller, same ports check, same kills as for the tools.
+ */
+async function benchFloor(o: Options): Promise<FloorResult> {
+  log(`bare: cold start of ${o.cells} fixtures spawned by the bench itself (no manager)`);
+  const ports = await freePorts(o.cells);
+  const children = new Map<number, ChildProcess>();
+  const start = (port: number) => {
+    const child = spawn(process.execPath, [FIXTURE], { env: fixtureEnv({ PORT: String(port) }), stdio: 'ignore', detached: true });
+    child.on('error', () => {});
+    child.unref();
+    track(child.pid);
+    children.set(port, child);
+    return child;
+  };
+  const w = new PortWatcher(o.pollMs, o.pollBudget);
+  const t0 = now();
+  try {
+    for (const port of ports) {
+      start(port);
+      w.add(port);
+      // Let the poller run between spawns, as a daemon's event loop would.
+      await new Promise((r) => setImmediate(r));
+    }
+    const allUp = await waitAnswered(w, o.cells, t0 + 90_000, 'bare cold start');
+    log(`bare: all ${o.cells} ports answered after ${Math.round(allUp - t0)} ms`);
+    await sleep(1000);
+    const crashMs: number[] = [];
+    const k = Math.min(o.crashes, ports.length);
+    for (let i = 0; i < k; i++) {
+      checkAborted();
+      const port = ports[Math.floor(((i + 0.5) * ports.length) / k)];
+      const before = await checkPort(port, 1000);
+      const child = children.get(port)!;
+      if (!before) throw new Error(`bare: port ${port} did not answer before the kill`);
+      const cw = new PortWatcher(o.pollMs, o.pollBudget, (_p, body) => body !== before);
+      child.once('exit', () => start(port));
+      const tk = now();
+      process.kill(Number(before), 'SIGKILL');
+      cw.add(port);
+      try {
+        crashMs.push((await waitAnswered(cw, 1, tk + 20_000, `bare crash recovery on port ${port}`)) - tk);
+      } finally {
+        await cw.stop();
+      }
+      await sleep(300);
+    }
+    log(`bare: crash recovery ${crashMs.map((x) => Math.round(x)).join(', ')} ms`);
+    return { cells: o.cells, cold_start_ms: round(allUp - t0), crash_recovery_ms: crashMs.map((x) => round(x)), crash_recovery_median_ms: round(median(crashMs)) };
+  } finally {
+    await w.stop();
+    for (const c of children.values()) if (c.pid && alive(c.pid)) c.kill('SIGTERM');
+    for (let i = 0; i < 30 && [...tracked].some(([p, st]) => alive(p, st)); i++) await sleep(100);
+    for (const [p, st] of tracked) killPid(p, st);
+    tracked.clear();
+  }
 }
 
 // ------------------------------------------------------------------ cleanup
@@ -750,34 +829,56 @@ interface Row {
   cell: number | null;
   pm2: number | null;
   ratio: number | null;
+  /** The bare floor (no manager), for the rows where it exists. */
+  bare: number | null;
+  /** (cell - bare) / (pm2 - bare): what each manager adds on top of the workload itself. */
+  overhead_ratio: number | null;
   target: string;
   pass: boolean | null;
 }
 
-function buildRows(c: ToolResult | null, p: ToolResult | null): Row[] {
+function buildRows(c: ToolResult | null, p: ToolResult | null, f: FloorResult | null): Row[] {
   const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !b ? null : round(a / b, 2));
   const mib = (b: number | undefined) => (b === undefined ? undefined : round(b / 1048576, 1));
   const rows: Row[] = [];
-  const add = (metric: string, unit: string, cv: number | undefined, pv: number | undefined, target: string, pass: (cv: number, r: number | null) => boolean | null) => {
+  const add = (
+    metric: string,
+    unit: string,
+    cv: number | undefined,
+    pv: number | undefined,
+    target: string,
+    pass: (cv: number, r: number | null) => boolean | null,
+    bare?: number,
+  ) => {
     const r = ratio(cv, pv);
-    rows.push({ metric, unit, cell: cv ?? null, pm2: pv ?? null, ratio: r, target, pass: cv === undefined ? null : pass(cv, r) });
+    const over = bare === undefined || cv === undefined || pv === undefined ? null : ratio(cv - bare, pv - bare);
+    rows.push({ metric, unit, cell: cv ?? null, pm2: pv ?? null, ratio: r, bare: bare ?? null, overhead_ratio: over, target, pass: cv === undefined ? null : pass(cv, r) });
   };
-  add(`cold start, ${c?.cells ?? p?.cells} cells`, 'ms', c?.cold_start_ms, p?.cold_start_ms, 'ratio <= 0.5', (_v, r) => (r === null ? null : r <= 0.5));
-  add('crash recovery (median)', 'ms', c?.crash_recovery_median_ms, p?.crash_recovery_median_ms, 'ratio <= 0.5', (_v, r) => (r === null ? null : r <= 0.5));
+  add(`cold start, ${c?.cells ?? p?.cells} cells`, 'ms', c?.cold_start_ms, p?.cold_start_ms, 'ratio <= 0.5', (_v, r) => (r === null ? null : r <= 0.5), f?.cold_start_ms);
+  add('crash recovery (median)', 'ms', c?.crash_recovery_median_ms, p?.crash_recovery_median_ms, 'ratio <= 0.5', (_v, r) => (r === null ? null : r <= 0.5), f?.crash_recovery_median_ms);
   add('daemon RSS', 'MiB', mib(c?.daemon.rss_bytes), mib(p?.daemon.rss_bytes), "<= PM2's", (_v, r) => (r === null ? null : r <= 1));
   add('idle daemon CPU', '% core', c?.daemon.cpu_percent_of_core, p?.daemon.cpu_percent_of_core, '< 1 %', (v) => v < 1);
   add('status wall time (median)', 'ms', c?.status_median_ms, p?.status_median_ms, 'cell < 150 ms', (v) => v < 150);
   return rows;
 }
 
-function printTable(rows: Row[], c: ToolResult | null, p: ToolResult | null): void {
+function printTable(rows: Row[], c: ToolResult | null, p: ToolResult | null, f: FloorResult | null): void {
   const fmt = (v: number | null) => (v === null ? '-' : String(v));
-  const head = ['metric', 'unit', 'cell', 'pm2', 'cell/pm2', 'target', 'ok'];
-  const body = rows.map((r) => [r.metric, r.unit, fmt(r.cell), fmt(r.pm2), fmt(r.ratio), r.target, r.pass === null ? '?' : r.pass ? 'yes' : 'NO']);
+  const head = ['metric', 'unit', 'cell', 'pm2', 'cell/pm2', 'target', 'ok', 'bare', '(cell-bare)/(pm2-bare)'];
+  const body = rows.map((r) => [r.metric, r.unit, fmt(r.cell), fmt(r.pm2), fmt(r.ratio), r.target, r.pass === null ? '?' : r.pass ? 'yes' : 'NO', fmt(r.bare), fmt(r.overhead_ratio)]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cols: string[]) => cols.map((x, i) => (i >= 2 && i <= 4 ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ');
+  const right = new Set([2, 3, 4, 7, 8]);
+  const line = (cols: string[]) => cols.map((x, i) => (right.has(i) ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join('  ').trimEnd();
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)];
   const extra: string[] = [];
+  if (f) {
+    extra.push(
+      `bare = no manager: the bench spawns node on the fixture itself and respawns it on 'exit' (the floor for this workload on this machine); ` +
+        `crash ${Math.min(...f.crash_recovery_ms)}-${Math.max(...f.crash_recovery_ms)} ms`,
+    );
+  }
+  const mem = (t: ToolResult) => `${round(t.daemon.rss_anon_bytes / 1048576, 1)} MiB anon + ${round(t.daemon.rss_file_bytes / 1048576, 1)} MiB file`;
+  if (c && p) extra.push(`daemon RSS split: cell ${mem(c)}; pm2 ${mem(p)}`);
   if (c) {
     for (const [name, x] of Object.entries(c.extra_processes)) {
       extra.push(`cell ${name} (kernel cell, not the daemon): RSS ${x.rss_bytes === null ? '?' : round(x.rss_bytes / 1048576, 1)} MiB, idle CPU ${x.cpu_percent_of_core ?? '?'} % of a core`);
@@ -826,9 +927,14 @@ async function main(): Promise<number> {
     process.exit(1);
   }, (o.budgetSeconds + 60) * 1000);
   hardStop.unref();
+  // While a phase runs, a signal only aborts it: the phase's own cleanup then runs.
+  let phaseRunning = false;
   const onSignal = (sig: NodeJS.Signals) => {
     abort(`received ${sig}`);
-    if (!current) process.exit(130);
+    if (!phaseRunning) {
+      for (const [p, st] of tracked) killPid(p, st);
+      process.exit(130);
+    }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -836,11 +942,26 @@ async function main(): Promise<number> {
   const background: Record<string, number> = {};
   const results: { cell: ToolResult | null; pm2: ToolResult | null } = { cell: null, pm2: null };
   let failure: unknown = null;
+  let floor: FloorResult | null = null;
+  if (!o.only && !o.noBare) {
+    background.bare = await machineBusyPercent(1000);
+    phaseRunning = true;
+    try {
+      floor = await benchFloor(o);
+    } catch (e) {
+      failure = e;
+      log(`bare: FAILED: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      phaseRunning = false;
+    }
+    await sleep(2000);
+  }
   for (const tool of ['cell', 'pm2'] as const) {
     if (o.only && o.only !== tool) continue;
-    if (aborted) break;
+    if (aborted || failure) break;
     const d: ToolDriver = tool === 'cell' ? new CellDriver(o.cells) : new Pm2Driver(o.cells);
     current = d;
+    phaseRunning = true;
     // Other work on the machine skews every figure: measured, recorded, warned about.
     const busy = await machineBusyPercent(1000);
     background[tool] = busy;
@@ -854,6 +975,7 @@ async function main(): Promise<number> {
     } finally {
       await cleanup(d, o.keep);
       current = null;
+      phaseRunning = false;
     }
     load[`after_${tool}`] = loadavg().map((x) => round(x, 2));
     if (failure) break;
@@ -862,8 +984,8 @@ async function main(): Promise<number> {
   }
   clearTimeout(watchdog);
 
-  const rows = buildRows(results.cell, results.pm2);
-  if (results.cell || results.pm2) printTable(rows, results.cell, results.pm2);
+  const rows = buildRows(results.cell, results.pm2, floor);
+  if (results.cell || results.pm2) printTable(rows, results.cell, results.pm2, floor);
   const report = {
     bench: 'lifecycle',
     date: startedAt.toISOString(),
@@ -872,6 +994,7 @@ async function main(): Promise<number> {
     cell_version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
     options: o,
     rows,
+    bare: floor,
     cell: results.cell,
     pm2: results.pm2,
     error: failure ? String(failure instanceof Error ? failure.message : failure) : null,

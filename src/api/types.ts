@@ -15,6 +15,8 @@ export interface DaemonView {
   manifest: string | null;
   gateway: string | null;
   shutting_down: boolean;
+  /** The daemon's own memory, in bytes (process.memoryUsage()). */
+  memory: { rss: number; heap_used: number; heap_total: number; external: number };
 }
 
 /** One row of `cell ps`. */
@@ -79,7 +81,10 @@ export interface EndpointsView {
 }
 
 export interface ApplyResult {
+  /** Cells `up` waits for (dependency order). */
   cells: string[];
+  /** Lazy cells, started on their first discovery. */
+  lazy: string[];
   released: number;
   gateway: string | null;
 }
@@ -102,4 +107,36 @@ export interface PruneResult {
 /** An error as the API returns it: `{ error: { name, message, ...fields } }` with a 4xx/5xx status. */
 export interface ApiErrorBody {
   error: { name: string; message: string; [field: string]: unknown };
+}
+
+/** How `cell discover` / the SDK's `connect` resolved a name, step by step. */
+export interface DiscoverView {
+  cell: string;
+  resolved_by: 'control-plane' | 'registry' | 'last-known-good' | 'spawned' | 'unresolved';
+  endpoints: { instance: number; socket: string | null; url: string; version: string }[];
+  steps: { step: 'control-plane' | 'registry' | 'last-known-good' | 'spawn'; found: number; detail: string }[];
+}
+
+/** `cell nucleus`: the registry, per cell. */
+export interface NucleusView {
+  revision: number;
+  cells: {
+    cell: string;
+    healthy: number;
+    instances: number;
+    lazy: boolean;
+    activated: boolean;
+    registered: number;
+    instance_list: {
+      instance: number;
+      state: InstanceState;
+      health: HealthStatus;
+      registered: boolean;
+      endpoint: string | null;
+      version: string;
+      sdk: boolean;
+      last_heartbeat: string | null;
+      lease_expires_at: string | null;
+    }[];
+  }[];
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
-import type { CellView, EventView, HealthView, InstanceView, PruneResult, StatusView, ApplyResult } from '../api/index.js';
+import type { ApplyResult, CellView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
@@ -309,6 +309,40 @@ program
     const result = await api().get<{ format: string; graph: string }>(`/v1/graph?format=${opts.format}`);
     if (opts.json) return printJson(result);
     process.stdout.write(result.graph.endsWith('\n') ? result.graph : result.graph + '\n');
+  });
+
+program
+  .command('nucleus')
+  .description('show the registry (the Nucleus): every instance, its endpoint, version, lease and health')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const view = await api().get<NucleusView>('/v1/nucleus');
+    if (opts.json) return printJson(view);
+    const rows: (string | number)[][] = [];
+    for (const c of view.cells) {
+      const tag = c.lazy && !c.activated ? ' (lazy, not started)' : '';
+      rows.push([c.cell + tag, `${c.healthy}/${c.instances} healthy`, `${c.registered} registered`, '', '', '']);
+      for (const i of c.instance_list) {
+        rows.push([`  ${c.cell}.${i.instance}`, i.state, i.registered ? 'registered' : '-', i.endpoint ?? '-', i.version.slice(0, 12), i.last_heartbeat ? `${formatAge(i.last_heartbeat)} ago` : '-']);
+      }
+    }
+    process.stdout.write(renderTable(['CELL', 'HEALTH', 'REGISTRATION', 'ENDPOINT', 'VERSION', 'HEARTBEAT'], rows) + '\n');
+  });
+
+program
+  .command('discover <cell>')
+  .description('resolve a cell name the way a client does, and show each step of the resolution')
+  .option('--no-spawn', 'do not start the cell if nothing else resolves it')
+  .option('--timeout <duration>', 'how long a spawn may take', '30s')
+  .option('--json', 'print JSON')
+  .action(async (cell: string, opts: { spawn: boolean; timeout: string; json?: boolean }) => {
+    const timeoutMs = parseDurationMs(opts.timeout);
+    const view = await api().post<DiscoverView>('/v1/discover', { cell, spawn: opts.spawn, timeout_ms: timeoutMs }, { timeoutMs: timeoutMs + 5000 });
+    if (opts.json) return printJson(view);
+    view.steps.forEach((s, i) => process.stdout.write(`${i + 1}. ${s.step.padEnd(16)} ${s.found > 0 ? '✓' : '✗'} ${s.detail}\n`));
+    process.stdout.write(`${cell}: ${view.resolved_by === 'unresolved' ? 'unresolved' : `resolved by ${view.resolved_by}`}\n`);
+    for (const e of view.endpoints) process.stdout.write(`  ${cell}.${e.instance}  ${e.socket ?? e.url}  ${e.version.slice(0, 12)}\n`);
+    if (view.resolved_by === 'unresolved') process.exitCode = 1;
   });
 
 program

@@ -119,6 +119,20 @@ export class ApiServer {
       setImmediate(() => this.onShutdown());
       return result;
     });
+    this.routes.set('POST /v1/ready', (_q, _r, _u, body) => {
+      const instance = body.instance;
+      const pid = body.pid;
+      if (typeof instance !== 'number' || !Number.isInteger(instance)) throw new BadRequestError('field "instance" must be an integer', 'instance');
+      if (typeof pid !== 'number' || !Number.isInteger(pid)) throw new BadRequestError('field "pid" must be an integer', 'pid');
+      const cell = stringField(body, 'cell', true);
+      d.requireCell(cell);
+      return { accepted: d.supervisor.announceReady(cell, instance, pid, stringField(body, 'socket', true)) };
+    });
+    this.routes.set('POST /v1/discover', (_q, _r, _u, body) => {
+      const timeoutMs = typeof body.timeout_ms === 'number' ? Math.min(Math.max(body.timeout_ms, 0), 120_000) : 30_000;
+      return d.discover(stringField(body, 'cell', true), { spawn: body.spawn !== false, timeoutMs });
+    });
+    this.routes.set('GET /v1/nucleus', () => d.nucleus());
     this.routes.set('GET /v1/logs', (req, res, url) => this.logs(req, res, url));
   }
 

@@ -1,17 +1,20 @@
-import { mkdirSync, chmodSync, readFileSync } from 'node:fs';
+import { mkdirSync, chmodSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
-import pino from 'pino';
 import type { Clock } from '../clock/index.js';
-import { loadManifest, type CellSpec, type MeshSpec } from '../manifest/index.js';
+import type { CellSpec, MeshSpec } from '../manifest/index.js';
+import { parseManifestInWorker } from './parse-manifest.js';
+import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
 import { computeVersion, runBuild } from '../builder/index.js';
 import { openSqliteStore, type Store } from '../store/index.js';
-import { Registry } from '../registry/index.js';
+import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
 import { cellHomePaths, instanceLogFile } from '../api/index.js';
-import type { ApplyResult, CellHomePaths, CellView, DaemonView, EventView, HealthView, InstanceView, StatusView } from '../api/index.js';
+import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
 import { BadRequestError, UnknownCellError } from './errors.js';
@@ -32,6 +35,23 @@ interface KernelState {
 const DESIRED_PREFIX = 'desired/cells/';
 const LATEST_PREFIX = 'builder/latest/';
 const BUILT_PREFIX = 'builder/built/';
+const LKG_PREFIX = 'discovery/lkg/';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function loadOrCreateSecret(file: string): string {
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' });
+  return secret;
+}
 
 export function packageVersion(): string {
   try {
@@ -64,6 +84,8 @@ export class Daemon {
   private timers: (() => void)[] = [];
   private versionTimerCancel: (() => void) | null = null;
   shuttingDown = false;
+  /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
+  private secret = '';
   private endpointWaiters = new Set<() => void>();
   endpointsRevision = 0;
 
@@ -90,10 +112,12 @@ export class Daemon {
   }
 
   /**
-   * Boots the kernel cells in the seed's order, each after the previous one is ready. Readoption
-   * of the processes an earlier daemon left happens in the supervisor step, before anything starts.
+   * Boots the kernel cells in the seed's order, each after the previous one is ready: this half
+   * runs builder, supervisor (which readopts what an earlier daemon left), registry and graph;
+   * `bootEdge` runs gateway and observer.
    */
   async boot(): Promise<void> {
+    this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);
     this.controlPlane = new ControlPlaneFile(this.paths.controlPlane, this.o.clock);
@@ -113,6 +137,8 @@ export class Daemon {
       home: this.paths.home,
       baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
       logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
+      socketOf: (cell, index) => join(this.paths.run, `${cell}.${index}.sock`),
+      secret: this.secret,
       onChange: () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()),
       versionFor: (cell) => this.latestVersion(cell),
     });
@@ -126,15 +152,26 @@ export class Daemon {
 
     // 3. registry: drop endpoints whose leases ran out while the daemon was away.
     this.store.sweepExpired(this.now());
-    this.registry.watch(() => this.endpointsChanged());
+    this.registry.watch((event) => {
+      this.endpointsChanged();
+      // Last-known-good endpoints (discovery's fallback): written after the change commits.
+      if (event.type === 'put') queueMicrotask(() => this.rememberEndpoints(event.key));
+    });
     this.kernelReady('registry');
 
     // 4. graph
     this.kernelReady('graph');
+  }
 
+  /**
+   * The rest of the kernel: the gateway (a process, ~0.2 s to come up) and the observer. The API
+   * may already serve meanwhile (runDaemon opens it between the two halves), so an apply can be
+   * parsed while the gateway boots; application cells still start only once the kernel is up.
+   */
+  async bootEdge(): Promise<void> {
     // 5. gateway: its own process, supervised like any cell.
     this.kernel.set('gateway', { state: 'launching', since: this.now() });
-    const cells = new Map(desired);
+    const cells = new Map(this.supervisor.desiredCells);
     cells.set('gateway', { spec: gatewayCellSpec(this.paths.home, this.o.gatewayPort), version: this.version });
     this.supervisor.setDesired({ cells });
     await this.waitFor(() => this.supervisor.instances().some((r) => r.cell === 'gateway' && r.state === 'ready'), 15_000);
@@ -197,7 +234,7 @@ export class Daemon {
    * Cells in the store but not in the manifest keep running until `prune`.
    */
   async apply(file: string): Promise<ApplyResult> {
-    const mesh = loadManifest(file);
+    const mesh = await parseManifestInWorker(file);
     const graph = new DependencyGraph(mesh.cells);
     const now = this.now();
     const next = new Map<string, DesiredCell>();
@@ -209,7 +246,8 @@ export class Daemon {
         await runBuild(spec, instanceLogFile(this.paths, spec.name, 0).replace(/\.0\.log$/, '.build.log'), this.supervisor.instanceEnv(spec, 0, 0));
         this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now });
       }
-      next.set(spec.name, { spec, version });
+      const previous = this.supervisor.desiredCells.get(spec.name);
+      next.set(spec.name, spec.lazy ? { spec, version, activated: previous?.activated === true } : { spec, version });
     }
     const ops = [
       ...[...this.supervisor.desiredCells.keys()].filter((n) => !isKernelCell(n) && !next.has(n)).map((n) => ({ op: 'delete' as const, key: `${DESIRED_PREFIX}${n}` })),
@@ -224,7 +262,13 @@ export class Daemon {
     this.setAppCells(next);
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
-    return { cells: graph.topoOrder(), released, gateway: this.gatewayUrl() };
+    const isWaiting = (name: string) => !next.get(name)!.spec.lazy || next.get(name)!.activated;
+    return {
+      cells: graph.topoOrder().filter(isWaiting),
+      lazy: graph.topoOrder().filter((n) => !isWaiting(n)),
+      released,
+      gateway: this.gatewayUrl(),
+    };
   }
 
   private setAppCells(app: Map<string, DesiredCell>): void {
@@ -384,6 +428,105 @@ export class Daemon {
     });
   }
 
+  // ---------------------------------------------------------------- discovery
+
+  private rememberEndpoints(registryKey: string): void {
+    if (this.shuttingDown) return;
+    const cell = registryKey.split('/')[2];
+    const endpoints = this.registry.endpoints(this.now(), cell);
+    if (endpoints.length > 0) this.store.put(`${LKG_PREFIX}${cell}`, endpoints, { now: this.now() });
+  }
+
+  /**
+   * Resolves a cell name the seed's way, and says how: control-plane state (a ready instance
+   * whose pid is alive), then the registry (live leases), then the last-known-good endpoints, then
+   * spawning it (a lazy cell is activated; the call waits until an instance is ready).
+   */
+  async discover(name: string, opts: { spawn: boolean; timeoutMs: number }): Promise<DiscoverView> {
+    const cell = this.requireCell(name);
+    const steps: DiscoverView['steps'] = [];
+    const now = this.now();
+    const view = (resolvedBy: DiscoverView['resolved_by'], endpoints: Endpoint[]): DiscoverView => ({
+      cell: name,
+      resolved_by: resolvedBy,
+      endpoints: endpoints.map((e) => ({ instance: e.instance, socket: e.socket, url: e.url, version: e.version })),
+      steps,
+    });
+
+    const live = this.supervisor
+      .instances()
+      .filter((r) => r.cell === name && r.state === 'ready' && r.pid !== null && processAlive(r.pid))
+      .map((r) => ({ cell: r.cell, instance: r.index, url: `http://127.0.0.1:${r.port}`, port: r.port, socket: r.sdk && r.socket && existsSync(r.socket) ? r.socket : null, pid: r.pid, version: r.version }));
+    steps.push({ step: 'control-plane', found: live.length, detail: `${live.length} ready instance(s) with a live pid` });
+    if (live.length > 0) return view('control-plane', live);
+
+    const registered = this.registry.endpoints(now, name);
+    steps.push({ step: 'registry', found: registered.length, detail: `${registered.length} registered endpoint(s) with a live lease` });
+    if (registered.length > 0) return view('registry', registered);
+
+    const lkg = (this.store.get<Endpoint[]>(`${LKG_PREFIX}${name}`, now)?.value ?? []).filter((e) => (e.socket ? existsSync(e.socket) : false));
+    steps.push({ step: 'last-known-good', found: lkg.length, detail: `${lkg.length} last-known-good endpoint(s) whose socket still exists` });
+    if (lkg.length > 0) return view('last-known-good', lkg);
+
+    if (!opts.spawn) {
+      steps.push({ step: 'spawn', found: 0, detail: 'not attempted (--no-spawn)' });
+      return view('unresolved', []);
+    }
+    if (cell.spec.lazy && !cell.activated) this.activate(name);
+    else this.supervisor.release([name]);
+    const ready = await this.waitFor(() => this.supervisor.instances().some((r) => r.cell === name && r.state === 'ready'), opts.timeoutMs);
+    const spawned = this.supervisor
+      .instances()
+      .filter((r) => r.cell === name && r.state === 'ready')
+      .map((r) => this.registry.endpoints(this.now(), name).find((e) => e.instance === r.index) ?? { cell: name, instance: r.index, url: `http://127.0.0.1:${r.port}`, port: r.port, socket: r.sdk ? (r.socket ?? null) : null, pid: r.pid, version: r.version });
+    steps.push({ step: 'spawn', found: spawned.length, detail: ready ? `started ${name}, ${spawned.length} instance(s) ready` : `started ${name}, none ready within ${opts.timeoutMs}ms` });
+    return view(ready ? 'spawned' : 'unresolved', spawned);
+  }
+
+  /** Activates a lazy cell: from now on the reconciler starts and keeps it like any other. */
+  private activate(name: string): void {
+    const cell = this.requireCell(name);
+    const activated: DesiredCell = { ...cell, activated: true };
+    this.store.put(`${DESIRED_PREFIX}${name}`, activated, { now: this.now() });
+    const app = new Map(this.appCells().map((d) => [d.spec.name, d.spec.name === name ? activated : d]));
+    this.setAppCells(app);
+    this.log.info({ cell: name }, 'lazy cell activated by discovery');
+  }
+
+  /** `cell nucleus`: every instance's registration, lease and health, per cell. */
+  nucleus(): NucleusView {
+    const now = this.now();
+    const leases = new Map(this.store.list<Endpoint>('registry/endpoints/', now).map((e) => [`${e.value.cell}/${e.value.instance}`, e]));
+    const cells = this.appCells().map((d) => {
+      const recs = this.supervisor.instances().filter((r) => r.cell === d.spec.name);
+      const instances = recs.map((r) => {
+        const lease = leases.get(instanceKey(r.cell, r.index));
+        const last = this.supervisor.lastProbe(r.cell, r.index);
+        return {
+          instance: r.index,
+          state: r.state,
+          health: r.health,
+          registered: lease !== undefined,
+          endpoint: lease ? (lease.value.socket ?? lease.value.url) : null,
+          version: r.version,
+          sdk: r.sdk === true,
+          last_heartbeat: last?.result.ok ? new Date(last.at).toISOString() : null,
+          lease_expires_at: lease?.expiresAt ? new Date(lease.expiresAt).toISOString() : null,
+        };
+      });
+      return {
+        cell: d.spec.name,
+        healthy: instances.filter((i) => i.state === 'ready').length,
+        instances: d.spec.instances,
+        lazy: d.spec.lazy === true,
+        activated: d.activated === true,
+        registered: instances.filter((i) => i.registered).length,
+        instance_list: instances,
+      };
+    });
+    return { revision: this.endpointsRevision, cells };
+  }
+
   // ---------------------------------------------------------------- views
 
   gatewayUrl(): string | null {
@@ -402,6 +545,7 @@ export class Daemon {
       manifest: this.manifestFile,
       gateway: this.gatewayUrl(),
       shutting_down: this.shuttingDown,
+      memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heap_used: heapUsed, heap_total: heapTotal, external }))(process.memoryUsage()),
     };
   }
 
@@ -495,7 +639,10 @@ export class Daemon {
     if (ready >= wanted && wanted > 0 && live.length > 0) state = 'ready';
     const worst = live.find((r) => r.state === state && r.reason);
     let reason = worst?.reason ?? null;
-    if (state === 'waiting') {
+    const desired = this.supervisor.desiredCells.get(name);
+    if (state === 'waiting' && desired?.spec.lazy && !desired.activated) {
+      reason = 'lazy: starts on its first discovery';
+    } else if (state === 'waiting') {
       const waitingOn = dependsOn.filter((d) => !this.isCellHealthy(d));
       reason = waitingOn.length ? `waiting for ${waitingOn.join(', ')}` : 'starting';
     }
@@ -567,7 +714,7 @@ export class Daemon {
       const key = instanceKey(r.cell, r.index);
       processes[key] = {
         pid: r.pid,
-        socket_path: null,
+        socket_path: r.sdk ? (r.socket ?? null) : null,
         port: r.port,
         version_hash: r.version,
         start_time: r.startedAt === null ? null : Math.floor(r.startedAt / 1000),

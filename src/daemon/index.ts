@@ -51,6 +51,7 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   try {
     await daemon.boot();
     await api.listen(paths.socket);
+    await daemon.bootEdge();
   } catch (err) {
     clearInterval(keepAlive);
     releaseLock();

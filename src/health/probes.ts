@@ -4,25 +4,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CheckPort } from '../manifest/index.js';
 import type { ProbeResult, ProbeTarget } from './types.js';
+import { checkHttp, closeHttpProbeConnections } from './http-probe.js';
 
 export interface ProbeOptions {
   /** Cancels the probe; it then resolves with `ok: false, detail: 'aborted'`. */
   signal?: AbortSignal;
 }
 
-// One keep-alive connection per instance, reused across probes, so probing 100 cells every second
-// does not open and close 100 sockets a second. Idle sockets are unref'd by the agent.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
 
 // Output of an exec check kept for the failure detail.
 const OUTPUT_LIMIT = 4096;
-// A health response body larger than this is not drained: its socket is dropped instead.
-const BODY_LIMIT = 64 * 1024;
 
 /** The port a check connects to: its own number, or the instance's port for `$PORT`. */
 export function resolveCheckPort(spec: { port: CheckPort }, instancePort: number): number {
@@ -31,7 +26,7 @@ export function resolveCheckPort(spec: { port: CheckPort }, instancePort: number
 
 /** Closes the kept-alive probe connections (daemon shutdown, tests). Later probes open new ones. */
 export function closeProbeConnections(): void {
-  agent.destroy();
+  closeHttpProbeConnections();
 }
 
 /**
@@ -59,6 +54,9 @@ export async function probe(target: ProbeTarget, opts: ProbeOptions = {}): Promi
       case 'process':
         outcome = { ok: true, level: 'process' };
         break;
+      case 'ping':
+        outcome = await probePing(target.socket, target.secret, spec.timeoutMs);
+        break;
       default:
         outcome = { ok: false, level: 'process', detail: `unknown check kind ${(spec as { kind: string }).kind}` };
     }
@@ -71,6 +69,20 @@ export async function probe(target: ProbeTarget, opts: ProbeOptions = {}): Promi
 }
 
 type Outcome = Omit<ProbeResult, 'durationMs'>;
+
+/** Level 3, "Protocol Valid": the cell answers the SDK's ping on its unix socket. */
+async function probePing(socket: string | null | undefined, secret: string | undefined, timeoutMs: number): Promise<Outcome> {
+  if (!socket) return { ok: false, level: 'process', detail: 'no CELL_SOCKET for a ping check' };
+  if (!existsSync(socket)) return { ok: false, level: 'process', detail: `not listening: ${socket} does not exist` };
+  try {
+    // Loaded on the first ping check: a mesh without SDK cells never loads the SDK (and zod).
+    const { pingCell } = await import('../sdk/index.js');
+    await pingCell(socket, { secret, timeoutMs });
+    return { ok: true, level: 'protocol' };
+  } catch (err) {
+    return { ok: false, level: 'socket', detail: oneLine(`ping: ${(err as Error)?.message ?? String(err)}`) };
+  }
+}
 
 /**
  * Calls `run` with a `finish` that settles the outcome once; the timeout and the abort signal
@@ -108,51 +120,16 @@ function stopDetail(reason: 'timeout' | 'abort', timeoutMs: number): string {
   return reason === 'abort' ? 'aborted' : `timed out after ${timeoutMs}ms`;
 }
 
-function probeHttp(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined, isRetry = false): Promise<Outcome> {
-  let req: http.ClientRequest | undefined;
-  let connected = false;
+async function probeHttp(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {
+  if (signal?.aborted) return { ok: false, level: 'process', detail: 'aborted' };
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, level: 'process', detail: `port out of range: ${port}` };
   const request = `GET ${path}`;
-  return withDeadline(
-    timeoutMs,
-    signal,
-    (finish) => {
-      req = http.get({ host: '127.0.0.1', port, path, agent, headers: { 'user-agent': 'cell-health' } });
-      req.on('socket', (socket) => {
-        if (!socket.connecting) connected = true;
-        else socket.once('connect', () => (connected = true));
-      });
-      req.on('response', (res) => {
-        const status = res.statusCode ?? 0;
-        const ok = status >= 200 && status < 300;
-        const result: Outcome = ok ? { ok, level: 'http' } : { ok, level: 'socket', detail: `${request} -> ${status}` };
-        // Drained so the connection can be reused; a huge body costs a new connection instead.
-        let bytes = 0;
-        res.on('data', (chunk: Buffer) => {
-          bytes += chunk.length;
-          if (bytes > BODY_LIMIT) {
-            res.destroy();
-            finish(result);
-          }
-        });
-        res.on('end', () => finish(result));
-        res.on('error', () => finish(result));
-        res.on('close', () => finish(result));
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        // A kept-alive socket the server closed just as we reused it: one fresh attempt.
-        if (!isRetry && err.code === 'ECONNRESET' && req?.reusedSocket) {
-          void probeHttp(port, path, timeoutMs, signal, true).then(finish);
-          return;
-        }
-        finish({ ok: false, level: connected ? 'socket' : 'process', detail: oneLine(err.message) });
-      });
-    },
-    (reason) => {
-      // A hung server (or body) loses its socket, so the next probe starts on a fresh one.
-      req?.destroy();
-      return { ok: false, level: connected ? 'socket' : 'process', detail: stopDetail(reason, timeoutMs) };
-    },
-  );
+  let result = await checkHttp(port, path, timeoutMs, signal);
+  // A kept-alive socket the server closed just as we reused it: one fresh attempt.
+  if (result.error && result.connected && /ECONNRESET|EPIPE|closed before/.test(result.error)) result = await checkHttp(port, path, timeoutMs, signal);
+  if (result.error) return { ok: false, level: result.connected ? 'socket' : 'process', detail: oneLine(result.error) };
+  const ok = result.status >= 200 && result.status < 300;
+  return ok ? { ok, level: 'http' } : { ok, level: 'socket', detail: `${request} -> ${result.status}` };
 }
 
 function probeTcp(port: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {

@@ -11,6 +11,7 @@ export type {
 } from './types.js';
 export { reconcile, instanceKey, isCellHealthy, readyCount } from './reconcile.js';
 export {
+  announcedReady,
   backoffDelay,
   describeExit,
   draining,

@@ -42,6 +42,8 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
   };
 
   for (const [name, cell] of desired.cells) {
+    // A lazy cell waits for its first discovery (socket activation).
+    if (cell.spec.lazy && !cell.activated) continue;
     const deps = cell.spec.dependsOn;
     const depsHealthy = deps.every((d) => isCellHealthy(d, desired, observed));
     const downDep = deps.find((d) => readyCount(d, desired, observed) === 0);

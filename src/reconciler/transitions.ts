@@ -55,6 +55,12 @@ export function launched(
   });
 }
 
+/** The instance announced it serves through the SDK (the ready signal): it is ready now. */
+export function announcedReady(rec: InstanceRecord, socket: string, now: number): InstanceRecord {
+  const next = { ...rec, sdk: true, socket };
+  return rec.state === 'launching' ? probePassed(next, now) : next;
+}
+
 /** A probe passed. Launching becomes ready; a ready instance records the pass. */
 export function probePassed(rec: InstanceRecord, now: number): InstanceRecord {
   if (rec.state === 'launching') {

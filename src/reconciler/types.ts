@@ -10,6 +10,8 @@ export interface DesiredCell {
   spec: CellSpec;
   /** BLAKE3 of the cell's source files (or of its spec when it has none). */
   version: string;
+  /** A `lazy` cell starts only once activated (its first discovery); others ignore this. */
+  activated?: boolean;
 }
 
 export interface Desired {
@@ -49,6 +51,10 @@ export interface InstanceRecord {
   hold: boolean;
   /** Set when the supervisor kills the instance for failing health: its exit counts as a failure. */
   killedForHealth: boolean;
+  /** The unix socket handed to the instance as CELL_SOCKET (where an SDK cell listens). */
+  socket?: string | null;
+  /** The instance announced itself through the SDK (ready signal): it speaks the cell protocol. */
+  sdk?: boolean;
 }
 
 export type Action =

@@ -1,4 +1,4 @@
-import type { Store } from '../store/index.js';
+import type { Store, WatchEvent } from '../store/index.js';
 
 /**
  * The registry (the seed's Nucleus): which instances serve a cell and where. An endpoint is a
@@ -10,6 +10,8 @@ export interface Endpoint {
   instance: number;
   url: string;
   port: number;
+  /** The unix socket of an SDK cell (null for cells that do not speak the protocol). */
+  socket: string | null;
   pid: number | null;
   version: string;
 }
@@ -54,7 +56,7 @@ export class Registry {
   }
 
   /** Calls `onChange` after any endpoint change (including expiries swept by the store). */
-  watch(onChange: () => void): () => void {
+  watch(onChange: (event: WatchEvent) => void): () => void {
     return this.store.watch(PREFIX, onChange);
   }
 }

@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { rmSync } from 'node:fs';
 import type { Clock } from '../clock/index.js';
 import type { CellSpec } from '../manifest/index.js';
 import type { Store } from '../store/index.js';
@@ -6,6 +7,7 @@ import type { Registry } from '../registry/index.js';
 import type { EventLog } from '../observer/index.js';
 import { probe, type ProbeResult } from '../health/index.js';
 import {
+  announcedReady,
   draining,
   exitedUnexpectedly,
   instanceKey,
@@ -45,6 +47,10 @@ export interface SupervisorOptions {
   /** Environment every instance inherits (the daemon's own), before the cell's `env`. */
   baseEnv: Record<string, string>;
   logFileOf(cell: string, index: number): string;
+  /** Unix socket an instance is handed as CELL_SOCKET (an SDK cell listens there). */
+  socketOf(cell: string, index: number): string;
+  /** The per-mesh secret handed to cells as CELL_SECRET (the SDK handshake proves it). */
+  secret: string;
   /** Called after any record change (for control-plane.json and watchers). */
   onChange?(): void;
   /**
@@ -83,6 +89,9 @@ export class Supervisor {
   private readonly records = new Map<string, InstanceRecord>();
   private readonly handles = new Map<string, ProcessHandle>();
   private readonly probeTimers = new Map<string, () => void>();
+  private readonly rounds = new Map<number, { members: Set<string>; cancel: () => void }>();
+  private readonly roundOf = new Map<string, number>();
+  private readonly probesInFlight = new Set<string>();
   private readonly probeFailures = new Map<string, number>();
   private readonly lastProbes = new Map<string, LastProbe>();
   private readonly stopsInFlight = new Map<string, Promise<void>>();
@@ -264,7 +273,10 @@ export class Supervisor {
       if (version !== rec.version) this.update({ ...this.records.get(key)!, version });
       const port = rec.port || (await this.allocatePort());
       this.usedPorts.add(port);
-      if (port !== rec.port) this.update({ ...this.records.get(key)!, port });
+      const socket = this.o.socketOf(cell, index);
+      // A socket file left by the previous run would make the new one fail to listen.
+      rmSync(socket, { force: true });
+      this.update({ ...this.records.get(key)!, port, socket, sdk: false });
       const handle = await this.o.driver.spawn({
         cell,
         instance: index,
@@ -294,6 +306,8 @@ export class Supervisor {
       CELL_NAME: spec.name,
       CELL_INSTANCE: String(index),
       CELL_HOME: this.o.home,
+      CELL_SOCKET: this.o.socketOf(spec.name, index),
+      CELL_SECRET: this.o.secret,
     };
   }
 
@@ -341,15 +355,59 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- health
 
+  /**
+   * Launching instances are probed on their own fast timers (readiness should be seen at once);
+   * a ready instance joins the shared round of its check interval instead.
+   */
   private startProbing(key: string, delayMs: number): void {
     this.stopProbing(key);
     this.probeFailures.set(key, 0);
-    this.scheduleProbe(key, delayMs, FIRST_READY_PROBE_MS);
+    const rec = this.records.get(key);
+    if (rec?.state === 'ready') this.joinRound(key);
+    else this.scheduleProbe(key, delayMs, FIRST_READY_PROBE_MS);
   }
 
   private stopProbing(key: string): void {
     this.probeTimers.get(key)?.();
     this.probeTimers.delete(key);
+    this.leaveRound(key);
+  }
+
+  /**
+   * Ready instances with the same check interval are probed together, from one timer: on a VM a
+   * timer wake-up costs more than the probe it runs, and 100 cells at 1 s would otherwise mean
+   * 100 wake-ups a second. A probe still in flight at the next round is not started twice.
+   */
+  private joinRound(key: string): void {
+    const rec = this.records.get(key);
+    const interval = rec ? this.desired.cells.get(rec.cell)?.spec.health.intervalMs : undefined;
+    if (interval === undefined) return;
+    let round = this.rounds.get(interval);
+    if (!round) {
+      const created = { members: new Set<string>(), cancel: () => {} };
+      const tick = () => {
+        created.cancel = this.o.clock.setTimer(interval, () => {
+          for (const member of created.members) {
+            if (this.probesInFlight.has(member)) continue;
+            void this.runProbe(member, 0);
+          }
+          if (created.members.size > 0) tick();
+          else this.rounds.delete(interval);
+        });
+      };
+      round = created;
+      this.rounds.set(interval, round);
+      tick();
+    }
+    round.members.add(key);
+    this.roundOf.set(key, interval);
+  }
+
+  private leaveRound(key: string): void {
+    const interval = this.roundOf.get(key);
+    if (interval === undefined) return;
+    this.roundOf.delete(key);
+    this.rounds.get(interval)?.members.delete(key);
   }
 
   private scheduleProbe(key: string, delayMs: number, ramp: number): void {
@@ -362,19 +420,31 @@ export class Supervisor {
     const spec = rec ? this.desired.cells.get(rec.cell)?.spec : undefined;
     if (!rec || !spec || rec.pid === null || (rec.state !== 'launching' && rec.state !== 'ready')) {
       this.probeTimers.delete(key);
+      this.leaveRound(key);
       return;
     }
     const pid = rec.pid;
+    this.probesInFlight.add(key);
+    try {
+      await this.probeOnce(key, rec, spec, pid, ramp);
+    } finally {
+      this.probesInFlight.delete(key);
+    }
+  }
+
+  private async probeOnce(key: string, rec: InstanceRecord, spec: CellSpec, pid: number, ramp: number): Promise<void> {
+    // A cell that announced itself through the SDK is checked with the protocol ping by default.
+    const check = spec.health.kind === 'process' && rec.sdk ? { ...spec.health, kind: 'ping' as const } : spec.health;
     const result: ProbeResult =
-      spec.health.kind === 'process'
+      check.kind === 'process'
         ? { ok: this.o.driver.isAlive(pid, rec.startTicks ?? 0), level: 'process', durationMs: 0 }
-        : await probe({ spec: spec.health, port: rec.port, cwd: spec.cwd, env: this.instanceEnv(spec, rec.index, rec.port) });
+        : await probe({ spec: check, port: rec.port, cwd: spec.cwd, env: check.kind === 'exec' ? this.instanceEnv(spec, rec.index, rec.port) : {}, socket: rec.socket, secret: this.o.secret });
     const now = this.o.clock.now();
     const current = this.records.get(key);
     // The instance changed under the probe (exited, stopped, restarted): this result is stale.
     if (!current || current.pid !== pid || (current.state !== 'launching' && current.state !== 'ready')) return;
     this.lastProbes.set(key, { at: now, result });
-    const endpoint = { cell: current.cell, instance: current.index, url: `http://127.0.0.1:${current.port}`, port: current.port, pid, version: current.version };
+    const endpoint = this.endpointOf(current);
     if (result.ok) {
       this.probeFailures.set(key, 0);
       if (current.state === 'launching') {
@@ -400,9 +470,43 @@ export class Supervisor {
     if (next.state === 'launching') {
       const delay = Math.min(ramp, spec.health.intervalMs);
       this.scheduleProbe(key, delay, Math.ceil(ramp * 1.5));
-    } else {
-      this.scheduleProbe(key, spec.health.intervalMs, ramp);
+    } else if (next.state === 'ready' && !this.roundOf.has(key)) {
+      this.probeTimers.get(key)?.();
+      this.probeTimers.delete(key);
+      this.joinRound(key);
     }
+  }
+
+  private endpointOf(rec: InstanceRecord) {
+    return {
+      cell: rec.cell,
+      instance: rec.index,
+      url: `http://127.0.0.1:${rec.port}`,
+      port: rec.port,
+      socket: rec.sdk ? (rec.socket ?? null) : null,
+      pid: rec.pid,
+      version: rec.version,
+    };
+  }
+
+  /**
+   * The ready signal (the seed's Cytokinesis): an SDK cell listening on its socket says so. A
+   * launching instance becomes ready at once, and from then on is pinged over the protocol.
+   * Ignored unless `pid` is the instance's current process. Returns whether it was taken.
+   */
+  announceReady(cell: string, index: number, pid: number, socket: string): boolean {
+    const key = instanceKey(cell, index);
+    const rec = this.records.get(key);
+    if (!rec || rec.pid !== pid || (rec.state !== 'launching' && rec.state !== 'ready')) return false;
+    const wasLaunching = rec.state === 'launching';
+    const next = announcedReady(rec, socket, this.o.clock.now());
+    this.update(next, wasLaunching ? 'ready signal' : null);
+    this.o.registry.register(this.endpointOf(next), this.o.clock.now());
+    if (wasLaunching) {
+      this.startProbing(key, this.desired.cells.get(cell)?.spec.health.intervalMs ?? 1000);
+      this.requestTick();
+    }
+    return true;
   }
 
   private killUnhealthy(key: string, reason: string): void {
@@ -454,8 +558,21 @@ export class Supervisor {
       // A paused (SIGSTOPped) group only acts on its signals once continued.
       this.o.driver.signalGroup(pid, 'SIGCONT');
     };
-    send(stop.signal);
-    let gone = await exitedWithin(stop.timeoutMs);
+    let gone = false;
+    if (rec.sdk && rec.socket) {
+      // The seed's OPS::Shutdown first: the cell stops accepting, finishes calls in flight, exits.
+      try {
+        const { shutdownCell } = await import('../sdk/index.js');
+        await shutdownCell(rec.socket, { secret: this.o.secret, timeoutMs: stop.timeoutMs });
+      } catch (err) {
+        this.o.log.warn({ cell: rec.cell, instance: rec.index, err: String(err) }, 'shutdown op failed, signalling');
+      }
+      gone = await exitedWithin(Math.min(stop.timeoutMs, 1000));
+    }
+    if (!gone) {
+      send(stop.signal);
+      gone = await exitedWithin(stop.timeoutMs);
+    }
     if (!gone) {
       this.o.log.warn({ cell: rec.cell, instance: rec.index, pid }, `no exit within ${stop.timeoutMs}ms of ${stop.signal}, sending SIGTERM`);
       send('SIGTERM');
@@ -502,7 +619,7 @@ export class Supervisor {
     this.halted = true;
     this.detached = true;
     this.cancelWake?.();
-    for (const key of [...this.probeTimers.keys()]) this.stopProbing(key);
+    for (const key of [...this.probeTimers.keys(), ...this.roundOf.keys()]) this.stopProbing(key);
   }
 
   /** Instances whose cell is no longer desired (prune removes them). */

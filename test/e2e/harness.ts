@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { request } from 'node:http';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -53,16 +53,23 @@ export class MeshHarness implements AsyncDisposable {
   readonly dir: string;
   readonly home: string;
 
-  constructor(manifest: string, files: Record<string, string> = {}) {
-    this.dir = mkdtempSync(join(tmpdir(), 'cell-e2e-'));
-    this.home = join(this.dir, 'home');
-    cpSync(FIXTURES, join(this.dir, 'fixtures'), { recursive: true });
-    writeFileSync(join(this.dir, 'cell.yaml'), manifest);
+  private readonly scratch: string;
+
+  /**
+   * `opts.dir` runs the mesh in an existing folder (an example of the repository) instead of a
+   * fresh temp folder; CELL_HOME is always a fresh temp folder.
+   */
+  constructor(manifest: string | null, files: Record<string, string> = {}, opts: { dir?: string } = {}) {
+    this.scratch = mkdtempSync(join(tmpdir(), 'cell-e2e-'));
+    this.dir = opts.dir ?? this.scratch;
+    this.home = join(this.scratch, 'home');
+    if (!opts.dir) cpSync(FIXTURES, join(this.dir, 'fixtures'), { recursive: true });
+    if (manifest !== null) writeFileSync(join(this.dir, 'cell.yaml'), manifest);
     for (const [name, text] of Object.entries(files)) writeFileSync(join(this.dir, name), text);
   }
 
   writeManifest(text: string, name = 'cell.yaml'): string {
-    const file = join(this.dir, name);
+    const file = isAbsolute(name) ? name : join(this.dir, name);
     writeFileSync(file, text);
     return file;
   }
@@ -113,7 +120,7 @@ export class MeshHarness implements AsyncDisposable {
         // gone
       }
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.scratch, { recursive: true, force: true });
   }
 }
 

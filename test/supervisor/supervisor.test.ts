@@ -35,6 +35,8 @@ class Harness implements Disposable {
       home: join(this.dir, 'home'),
       baseEnv: {},
       logFileOf: (cell, i) => join(this.dir, `${cell}.${i}.log`),
+      socketOf: (cell, i) => join(this.dir, `${cell}.${i}.sock`),
+      secret: 'test-secret',
     });
   }
 
