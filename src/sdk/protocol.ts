@@ -97,9 +97,10 @@ const SMALL_FRAME_BYTES = 128;
 const MIN_PARTIAL_BYTES = 64 * 1024;
 
 /**
- * Splits a byte stream into frames and decodes them. Frames that lie whole inside a chunk are
- * decoded in place, without copying; a frame split across chunks is gathered in a reusable buffer
- * (decoded with `copyBuffers`, since that buffer is overwritten by the next frame).
+ * Splits a byte stream into frames and decodes them, many per chunk. A frame that lies whole inside
+ * a chunk is decoded in place (a small one from a scratch copy, see decode()); a frame split across
+ * chunks is gathered in a reusable buffer (decoded with `copyBuffers`, since that buffer is
+ * overwritten by the next frame). Nothing is allocated for a length prefix before it is checked.
  */
 export class FrameReader {
   private readonly inPlace = new Unpackr({ useRecords: false });
@@ -152,10 +153,6 @@ export class FrameReader {
       this.held = null;
       this.process(held, this.heldOffset);
     }
-  }
-
-  get isHolding(): boolean {
-    return this.isPaused;
   }
 
   /** Stops decoding; later chunks are ignored. */

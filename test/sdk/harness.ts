@@ -3,7 +3,7 @@
  * Every process a helper starts is killed by its `[Symbol.asyncDispose]` (use `await using`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,14 +83,29 @@ export function startGreeter(socket: string, options: { secret?: string; instanc
   return startFixture('greeter-server.ts', { CELL_SOCKET: socket, CELL_SECRET: options.secret, INSTANCE: options.instance ?? '', ...options.env });
 }
 
+/** Starts several Greeter servers at once; disposing kills them all (as does a failure to start one). */
+export async function startGreeters(specs: Array<{ socket: string; instance: string }>): Promise<FixtureProcess[] & AsyncDisposable> {
+  const settled = await Promise.allSettled(specs.map((spec) => startGreeter(spec.socket, { instance: spec.instance })));
+  const started = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const disposeAll = async () => {
+    await Promise.all(started.map((p) => p[Symbol.asyncDispose]()));
+  };
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    await disposeAll();
+    throw failed.reason;
+  }
+  return Object.assign(started, { [Symbol.asyncDispose]: disposeAll });
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resident set size of `pid` in bytes, from /proc/<pid>/status. */
-export function readRss(pid: number, readFile: (path: string) => string): number {
-  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFile(`/proc/${pid}/status`));
+export function readRss(pid: number): number {
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (match === null) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(match[1]) * 1024;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CallTimeoutError, ConnectionLostError, connect, pingCell, shutdownCell } from '../../src/sdk/index.js';
 import { Greeter } from '../fixtures/sdk/cells.js';
-import { sleep, socketDir, startGreeter } from './harness.js';
+import { sleep, socketDir, startGreeter, startGreeters } from './harness.js';
 
 test('sdk - a call in flight fails at once with ConnectionLostError when the server is SIGKILLed', async () => {
   using dir = socketDir();
@@ -50,10 +50,8 @@ test('sdk - the client reconnects when the server comes back, and a call made wh
 test('sdk - calls are spread round-robin over 3 instances, and go to the others when one dies', async () => {
   using dir = socketDir();
   const sockets = ['a', 'b', 'c'].map((name) => dir.socket(name));
-  await using a = await startGreeter(sockets[0], { instance: 'a' });
-  await using b = await startGreeter(sockets[1], { instance: 'b' });
-  await using c = await startGreeter(sockets[2], { instance: 'c' });
-  void [a, b, c];
+  await using servers = await startGreeters(['a', 'b', 'c'].map((instance, i) => ({ socket: sockets[i], instance })));
+  const b = servers[1];
   await using client = await connect(Greeter, { sockets, timeoutMs: 10_000 });
   // connect resolves with the first instance; wait until every one has been seen.
   const deadline = Date.now() + 5000;
