@@ -37,14 +37,6 @@ const LATEST_PREFIX = 'builder/latest/';
 const BUILT_PREFIX = 'builder/built/';
 const LKG_PREFIX = 'discovery/lkg/';
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function loadOrCreateSecret(file: string): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
@@ -455,7 +447,7 @@ export class Daemon {
 
     const live = this.supervisor
       .instances()
-      .filter((r) => r.cell === name && r.state === 'ready' && r.pid !== null && processAlive(r.pid))
+      .filter((r) => r.cell === name && r.state === 'ready' && this.supervisor.isRunning(r))
       .map((r) => ({ cell: r.cell, instance: r.index, url: `http://127.0.0.1:${r.port}`, port: r.port, socket: r.sdk && r.socket && existsSync(r.socket) ? r.socket : null, pid: r.pid, version: r.version }));
     steps.push({ step: 'control-plane', found: live.length, detail: `${live.length} ready instance(s) with a live pid` });
     if (live.length > 0) return view('control-plane', live);

@@ -116,6 +116,11 @@ export class Supervisor {
     return [...this.records.values()].sort((a, b) => a.cell.localeCompare(b.cell) || a.index - b.index);
   }
 
+  /** Whether the instance's recorded process (pid and start time) is alive now. */
+  isRunning(rec: InstanceRecord): boolean {
+    return rec.pid !== null && this.o.driver.isAlive(rec.pid, rec.startTicks ?? 0);
+  }
+
   lastProbe(cell: string, index: number): LastProbe | undefined {
     return this.lastProbes.get(instanceKey(cell, index));
   }
