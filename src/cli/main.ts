@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import type { ApplyResult, CellView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
+import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
 class CliError extends Error {
@@ -45,9 +46,6 @@ function manifestPath(): string {
   return resolve(globals().file ?? 'cell.yaml');
 }
 
-function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
-}
 
 const isTty = process.stderr.isTTY === true;
 let lastProgress = '';
@@ -220,51 +218,19 @@ program
 
 // ------------------------------------------------------------------ reading
 
-const STATE_MARK: Record<string, string> = { ready: '●', launching: '◐', paused: '⏸', backoff: '↻', failed: '✗', draining: '◌', stopped: '○', waiting: '…' };
 
 program
   .command('status')
   .description('show every cell: state, instances, pids, version and whether it is outdated')
   .option('-v, --verbose', 'show each instance and the reason for its state')
   .option('--json', 'print JSON: {daemon: {pid, version, uptime}, cells: [...]}')
-  .action(async (opts: { verbose?: boolean; json?: boolean }) => {
-    const status = await api().get<StatusView>(`/v1/status${opts.verbose ? '?verbose=1' : ''}`);
-    if (opts.json) return printJson(status);
-    const d = status.daemon;
-    process.stdout.write(`daemon pid ${d.pid}, cell ${d.version}, up ${d.uptime}s${d.gateway ? `, gateway ${d.gateway}` : ''}${d.manifest ? `\nmanifest ${d.manifest}` : ''}\n\n`);
-    const rows = status.cells.map((c: CellView) => [
-      c.name,
-      c.kind,
-      `${STATE_MARK[c.state] ?? ' '} ${c.state}`,
-      `${c.ready}/${c.instances}`,
-      c.pids.length ? c.pids.join(',') : '-',
-      c.version.slice(0, 12) || '-',
-      c.outdated ? '⚠ Update Available' : '✓ Latest',
-      c.restarts,
-      c.reason ?? '',
-    ]);
-    process.stdout.write(renderTable(['CELL', 'KIND', 'STATE', 'READY', 'PID', 'VERSION', 'OUTDATED', 'RESTARTS', 'REASON'], rows) + '\n');
-    if (opts.verbose) {
-      for (const c of status.cells) {
-        for (const i of c.instance_list ?? []) {
-          process.stdout.write(`  ${c.name}.${i.instance}  pid ${i.pid ?? '-'}  port ${i.port ?? '-'}  ${i.state}  health ${i.health}${i.health_detail ? ` (${i.health_detail})` : ''}  restarts ${i.restarts}  since ${formatAge(i.started_at)}${i.reason ? `  ${i.reason}` : ''}\n`);
-        }
-      }
-    }
-  });
+  .action((opts: { verbose?: boolean; json?: boolean }) => runStatus(api(), opts));
 
 program
   .command('ps')
   .description('list every instance: pid, port, state, health, restarts')
   .option('--json', 'print JSON: [{cell, instance, pid, port, state, health, restarts, version, started_at}]')
-  .action(async (opts: { json?: boolean }) => {
-    const list = await api().get<InstanceView[]>('/v1/ps');
-    if (opts.json) {
-      return printJson(list.map((i) => ({ cell: i.cell, instance: i.instance, pid: i.pid, port: i.port, state: i.state, health: i.health, restarts: i.restarts, version: i.version, started_at: i.started_at })));
-    }
-    const rows = list.map((i) => [`${i.cell}.${i.instance}`, i.pid ?? '-', i.port ?? '-', i.state, i.health, i.restarts, i.version.slice(0, 12), formatAge(i.started_at)]);
-    process.stdout.write(renderTable(['INSTANCE', 'PID', 'PORT', 'STATE', 'HEALTH', 'RESTARTS', 'VERSION', 'UPTIME'], rows) + '\n');
-  });
+  .action((opts: { json?: boolean }) => runPs(api(), opts));
 
 program
   .command('health [cell]')
