@@ -92,6 +92,7 @@ export class Supervisor {
   private readonly rounds = new Map<number, { members: Set<string>; cancel: () => void }>();
   private readonly roundOf = new Map<string, number>();
   private readonly probesInFlight = new Set<string>();
+  private spawnChain: Promise<void> = Promise.resolve();
   private readonly probeFailures = new Map<string, number>();
   private readonly lastProbes = new Map<string, LastProbe>();
   private readonly stopsInFlight = new Map<string, Promise<void>>();
@@ -282,14 +283,16 @@ export class Supervisor {
       // A socket file left by the previous run would make the new one fail to listen.
       rmSync(socket, { force: true });
       this.update({ ...this.records.get(key)!, port, socket, sdk: false });
-      const handle = await this.o.driver.spawn({
-        cell,
-        instance: index,
-        command: spec.run,
-        cwd: spec.cwd,
-        env: this.instanceEnv(spec, index, port),
-        logFile: this.o.logFileOf(cell, index),
-      });
+      const handle = await this.spawnInTurn(() =>
+        this.o.driver.spawn({
+          cell,
+          instance: index,
+          command: spec.run,
+          cwd: spec.cwd,
+          env: this.instanceEnv(spec, index, port),
+          logFile: this.o.logFileOf(cell, index),
+        }),
+      );
       const current = this.records.get(key)!;
       this.update({ ...current, pid: handle.pid, startTicks: handle.startTicks });
       this.attach(key, handle);
@@ -301,6 +304,20 @@ export class Supervisor {
       this.update(spawnFailed(this.records.get(key)!, detail, spec, this.o.clock.now()), `spawn failed: ${detail}`);
       this.requestTick();
     }
+  }
+
+  /**
+   * Spawns one at a time, each in its own event-loop turn. A fork blocks the daemon (tens of ms
+   * once earlier children load the CPUs); in a burst of 100 starts, API calls and probes get
+   * their turn between two spawns instead of waiting for the whole burst.
+   */
+  private spawnInTurn<T>(spawn: () => Promise<T>): Promise<T> {
+    const turn = this.spawnChain.then(() => new Promise<void>((r) => setImmediate(r))).then(spawn);
+    this.spawnChain = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
   }
 
   instanceEnv(spec: CellSpec, index: number, port: number): Record<string, string> {
