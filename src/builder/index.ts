@@ -26,16 +26,14 @@ export class BuildError extends Error {
 const VERSION_LENGTH = 12;
 
 /**
- * The version of a cell: BLAKE3 over its `source` files (sorted relative paths and contents), so
- * the same tree always gives the same version. A cell without `source` is versioned by its spec
- * (run, env, build), which still changes when the way it runs changes.
+ * The version of a cell: BLAKE3 over its spec (run, env, build) and its `source` files (sorted
+ * relative paths and contents), so the same tree run the same way always gives the same version.
  */
 export async function computeVersion(spec: Pick<CellSpec, 'cwd' | 'source' | 'run' | 'env' | 'build'>): Promise<string> {
   const hasher = blake3.create({});
-  if (spec.source.length === 0) {
-    hasher.update(utf8ToBytes(JSON.stringify({ run: spec.run, env: spec.env, build: spec.build ?? null })));
-    return bytesToHex(hasher.digest()).slice(0, VERSION_LENGTH);
-  }
+  // How the cell is built and run is part of what it is: changing either makes a new version.
+  hasher.update(utf8ToBytes(JSON.stringify({ run: spec.run, env: spec.env, build: spec.build ?? null })));
+  if (spec.source.length === 0) return bytesToHex(hasher.digest()).slice(0, VERSION_LENGTH);
   const files = (await glob(spec.source, { cwd: spec.cwd, onlyFiles: true, dot: false, ignore: ['**/node_modules/**'] })).sort();
   for (const rel of files) {
     hasher.update(utf8ToBytes(rel));

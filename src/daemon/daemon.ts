@@ -235,7 +235,7 @@ export class Daemon {
       const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, now)?.value;
       if (spec.build && built !== version) {
         this.log.info({ cell: spec.name, version }, 'building');
-        await runBuild(spec, instanceLogFile(this.paths, spec.name, 0).replace(/\.0\.log$/, '.build.log'), this.supervisor.instanceEnv(spec, 0, 0));
+        await runBuild(spec, join(this.paths.logs, `${spec.name}.build.log`), this.supervisor.instanceEnv(spec, 0, 0));
         this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now });
       }
       const previous = this.supervisor.desiredCells.get(spec.name);
@@ -270,6 +270,13 @@ export class Daemon {
     this.supervisor.setDesired({ cells });
   }
 
+  /** Persists one changed desired cell and hands the whole desired state to the reconciler. */
+  private replaceAppCell(updated: DesiredCell): void {
+    const name = updated.spec.name;
+    this.store.put(`${DESIRED_PREFIX}${name}`, updated, { now: this.now() });
+    this.setAppCells(new Map(this.appCells().map((d) => [d.spec.name, d.spec.name === name ? updated : d])));
+  }
+
   private appCells(): DesiredCell[] {
     return [...this.supervisor.desiredCells.values()].filter((d) => !isKernelCell(d.spec.name));
   }
@@ -294,10 +301,7 @@ export class Daemon {
       throw new BadRequestError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`, 'instances');
     }
     const cell = this.requireCell(name);
-    const updated: DesiredCell = { ...cell, spec: { ...cell.spec, instances } };
-    this.store.put(`${DESIRED_PREFIX}${name}`, updated, { now: this.now() });
-    const app = new Map(this.appCells().map((d) => [d.spec.name, d.spec.name === name ? updated : d]));
-    this.setAppCells(app);
+    this.replaceAppCell({ ...cell, spec: { ...cell.spec, instances } });
     return { cell: name, instances };
   }
 
@@ -477,11 +481,7 @@ export class Daemon {
 
   /** Activates a lazy cell: from now on the reconciler starts and keeps it like any other. */
   private activate(name: string): void {
-    const cell = this.requireCell(name);
-    const activated: DesiredCell = { ...cell, activated: true };
-    this.store.put(`${DESIRED_PREFIX}${name}`, activated, { now: this.now() });
-    const app = new Map(this.appCells().map((d) => [d.spec.name, d.spec.name === name ? activated : d]));
-    this.setAppCells(app);
+    this.replaceAppCell({ ...this.requireCell(name), activated: true });
     this.log.info({ cell: name }, 'lazy cell activated by discovery');
   }
 

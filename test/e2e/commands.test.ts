@@ -134,3 +134,34 @@ cells:
     child.kill('SIGKILL');
   }
 });
+
+test('e2e commands - build runs before start when the version changed; a failing build changes nothing', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  app:
+    run: node fixtures/service.mjs
+    source: ["src.txt"]
+    build: sh -c 'echo build >> builds.log'
+    health: { tcp: {}, interval: 200ms }
+`, { 'src.txt': 'v1' });
+  await mesh.ok(['up']);
+  await mesh.ok(['up']);
+  assert.equal(readFileSync(join(mesh.dir, 'builds.log'), 'utf8'), 'build\n', 'same version: built once');
+  const pid = (await mesh.ps()).find((p) => p.cell === 'app')!.pid;
+  mesh.writeManifest(`
+cells:
+  app:
+    run: node fixtures/service.mjs
+    source: ["src.txt"]
+    build: sh -c 'echo compile error >&2; exit 7'
+    health: { tcp: {}, interval: 200ms }
+`);
+  const bad = await mesh.cell(['up']);
+  assert.equal(bad.code, 2);
+  // Progress lines come first on stderr; the error is the last line, and one line.
+  assert.match(bad.stderr, /\ncell: cell app: build `sh -c 'echo compile error >&2; exit 7'` failed \(exit code 7\), see .*app\.build\.log\n$/);
+  assert.match(readFileSync(join(mesh.home, 'logs/app.build.log'), 'utf8'), /compile error/);
+  const after = (await mesh.ps()).find((p) => p.cell === 'app')!;
+  assert.equal(after.pid, pid, 'the running instance is untouched');
+  assert.equal(after.state, 'ready');
+});
