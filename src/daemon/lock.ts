@@ -1,15 +1,10 @@
 import { openSync, writeSync, closeSync, readFileSync, unlinkSync } from 'node:fs';
+import { isDeadState, readProcStat } from '../supervisor/index.js';
 import { DaemonAlreadyRunningError } from './errors.js';
 
 function startTicksOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z') return undefined;
-    return Number(fields[19]);
-  } catch {
-    return undefined;
-  }
+  const stat = readProcStat(pid);
+  return stat && !isDeadState(stat.state) ? stat.startTicks : undefined;
 }
 
 /**

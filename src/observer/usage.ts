@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { clockTicksPerSecond, readProcStat } from '../supervisor/index.js';
 
 export interface ProcessUsage {
   /** CPU time (user + system) in ms since the process started. */
@@ -6,20 +6,9 @@ export interface ProcessUsage {
   rssBytes: number;
 }
 
-const TICK_MS = 10; // CLK_TCK is 100 on Linux
-const PAGE = 4096;
-
 /** CPU time and resident memory of a process from /proc; undefined when it is gone. */
 export function readProcessUsage(pid: number): ProcessUsage | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state): utime is field 14, stime 15, rss (pages) 24.
-    const utime = Number(fields[11]);
-    const stime = Number(fields[12]);
-    const rssPages = Number(fields[21]);
-    return { cpuMs: (utime + stime) * TICK_MS, rssBytes: rssPages * PAGE };
-  } catch {
-    return undefined;
-  }
+  const stat = readProcStat(pid);
+  if (!stat) return undefined;
+  return { cpuMs: ((stat.utimeTicks + stat.stimeTicks) * 1000) / clockTicksPerSecond(), rssBytes: stat.rssBytes };
 }

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { isDeadState, readProcStat } from './proc.js';
 
 /**
  * Processes that carry our `CELL_HOME` and a `CELL_INSTANCE` in their environment but that no
@@ -18,11 +19,8 @@ export function findStrayInstances(home: string, trackedGroups: Set<number>): { 
       const cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice(10);
       const instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice(14);
       if (cell === undefined || instance === undefined) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] === 'Z') continue;
-      const pgrp = Number(fields[2]);
-      if (trackedGroups.has(pgrp)) continue;
+      const stat = readProcStat(pid);
+      if (!stat || isDeadState(stat.state) || trackedGroups.has(stat.pgrp)) continue;
       strays.push({ pid, cell, instance });
     } catch {
       // Gone meanwhile, or not ours to read.
