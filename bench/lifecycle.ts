@@ -19,8 +19,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { log, machineBusyPercent, median, now, round, sleep } from './common.js';
 
 // ------------------------------------------------------------------ options
 
@@ -99,9 +99,6 @@ function parseArgs(argv: string[]): Options {
 
 // ------------------------------------------------------------------ small helpers
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const now = () => performance.now();
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -109,16 +106,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
-function log(line: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${line}\n`);
-}
 
 class BenchAborted extends Error {
   override name = 'BenchAborted';
@@ -173,18 +161,6 @@ function memory(pid: number): { rss: number; anon: number; file: number } | null
   }
 }
 
-/** Share of all CPUs busy (any process, this one included) over `ms`, from /proc/stat. */
-async function machineBusyPercent(ms: number): Promise<number> {
-  const read = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3] + (f[4] ?? 0);
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  const a = read();
-  await sleep(ms);
-  const b = read();
-  return b.total === a.total ? 0 : round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100, 1);
-}
 
 function alive(pid: number, startTicks?: number): boolean {
   const s = procStat(pid);

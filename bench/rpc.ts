@@ -20,8 +20,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { log, machineBusyPercent, median, now, round, sleep } from './common.js';
 
 // ------------------------------------------------------------------ options
 
@@ -104,20 +104,8 @@ function parseArgs(argv: string[]): Options {
 
 // ------------------------------------------------------------------ small helpers
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const now = () => performance.now();
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
-function log(line: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${line}\n`);
-}
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 let clkTck = 100;
 try {
@@ -138,18 +126,6 @@ function startTicks(pid: number): number | null {
   }
 }
 
-/** Share of all CPUs busy (any process) over `ms`, from /proc/stat. */
-async function machineBusyPercent(ms: number): Promise<number> {
-  const read = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3] + (f[4] ?? 0);
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  const a = read();
-  await sleep(ms);
-  const b = read();
-  return b.total === a.total ? 0 : round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100, 1);
-}
 
 /** A free loopback TCP port (for nats-server): bound, read, released. */
 function freePort(): Promise<number> {
