@@ -16,6 +16,9 @@ import {
   MAX_ID,
   Op,
   PROTOCOL_VERSION,
+  type EncodedFrame,
+  encodeCallInPlace,
+  encodeInPlace,
   encodeFrame,
   readWireError,
 } from './protocol.js';
@@ -351,20 +354,21 @@ export class Connection implements FrameSink {
     }
     const id = this.pending.add(call);
     call.id = id;
-    let frame: Buffer;
+    let frame: EncodedFrame;
     try {
-      frame = call.op === Op.CALL ? encodeFrame([Op.CALL, id, call.method, call.input]) : encodeFrame([call.op, id]);
+      frame = call.op === Op.CALL ? encodeCallInPlace(id, call.method, call.input) : encodeInPlace([call.op, id]);
     } catch (error) {
       this.pending.remove(call);
       call.id = 0;
       call.reject(new ProtocolError(`input of ${call.cell}.${call.method} cannot be encoded: ${(error as Error)?.message}`, { cell: call.cell, method: call.method, cause: error }));
       return;
     }
-    if (frame.length - HEADER_BYTES > this.maxFrameBytes) {
+    const size = frame.end - frame.start - HEADER_BYTES;
+    if (size > this.maxFrameBytes) {
       this.pending.remove(call);
       call.id = 0;
       call.reject(
-        new ProtocolError(`input of ${call.cell}.${call.method} is ${frame.length - HEADER_BYTES} bytes, over the server's ${this.maxFrameBytes}-byte frame limit`, {
+        new ProtocolError(`input of ${call.cell}.${call.method} is ${size} bytes, over the server's ${this.maxFrameBytes}-byte frame limit`, {
           code: ErrorCode.FRAME_TOO_LARGE,
           cell: call.cell,
           method: call.method,
@@ -373,7 +377,7 @@ export class Connection implements FrameSink {
       return;
     }
     call.conn = this;
-    this.writer.push(frame);
+    this.writer.pushEncoded(frame);
   }
 
   /** Called by a settling call. */
@@ -427,6 +431,17 @@ export class Connection implements FrameSink {
         return;
       default:
         this.fail(new ProtocolError(`${this.options.socket} sent unknown op ${String(op)}`, { cell: this.cell }));
+    }
+  }
+
+  /** A REPLY decoded by the reader's fast path; the same as onMessage([Op.REPLY, id, output]). */
+  onReply(id: number, output: unknown): void {
+    if (this.state === State.Closed) return;
+    const call = this.pending.get(id);
+    if (call !== undefined) {
+      this.pending.remove(call);
+      call.conn = null;
+      call.resolve(output);
     }
   }
 

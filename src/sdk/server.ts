@@ -22,6 +22,8 @@ import {
   Op,
   PROTOCOL_VERSION,
   encodeFrame,
+  type EncodedFrame,
+  encodeReplyInPlace,
   isRequestId,
 } from './protocol.js';
 import { type Checked, Validator } from './validate.js';
@@ -427,6 +429,15 @@ class ServerConnection implements FrameSink {
     }
   }
 
+  /** A CALL decoded by the reader's fast path; the same as onMessage([Op.CALL, id, method, input]). */
+  onCall(id: number, method: string, input: unknown): void {
+    if (this.state !== ConnState.Open || id === 0) {
+      this.onMessage([Op.CALL, id, method, input]);
+      return;
+    }
+    this.startCall(id, method, input);
+  }
+
   onFrameError(error: Error, code: string, fatal: boolean): void {
     if (fatal) this.fail(0, code, error.message);
     else this.sendError(0, code, error.message);
@@ -537,18 +548,19 @@ class ServerConnection implements FrameSink {
       this.sendError(call.id, ErrorCode.INVALID_OUTPUT, `invalid output from ${this.server.cell}.${call.entry.name}: ${checked.message}`, call.entry.name);
       return;
     }
-    let frame: Buffer;
+    let frame: EncodedFrame;
     try {
-      frame = encodeFrame([Op.REPLY, call.id, checked.value]);
+      frame = encodeReplyInPlace(call.id, checked.value);
     } catch (error) {
       this.sendError(call.id, ErrorCode.INVALID_OUTPUT, `output of ${this.server.cell}.${call.entry.name} cannot be encoded: ${(error as Error)?.message}`, call.entry.name);
       return;
     }
-    if (frame.length - HEADER_BYTES > this.server.config.maxFrameBytes) {
-      this.sendError(call.id, ErrorCode.FRAME_TOO_LARGE, `output of ${this.server.cell}.${call.entry.name} is ${frame.length - HEADER_BYTES} bytes, over the ${this.server.config.maxFrameBytes}-byte frame limit`, call.entry.name);
+    const size = frame.end - frame.start - HEADER_BYTES;
+    if (size > this.server.config.maxFrameBytes) {
+      this.sendError(call.id, ErrorCode.FRAME_TOO_LARGE, `output of ${this.server.cell}.${call.entry.name} is ${size} bytes, over the ${this.server.config.maxFrameBytes}-byte frame limit`, call.entry.name);
       return;
     }
-    this.writer.push(frame);
+    this.writer.pushEncoded(frame);
   }
 
   private handlerFailed(call: ServerCall, error: unknown): void {
