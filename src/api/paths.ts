@@ -42,3 +42,21 @@ export function cellHomePaths(home: string): CellHomePaths {
 export function instanceLogFile(paths: CellHomePaths, cell: string, index: number): string {
   return join(paths.logs, `${cell}.${index}.log`);
 }
+
+/**
+ * The daemon runs with MALLOC_ARENA_MAX=1 (memory); the value the user had (or '' for none) travels
+ * in this variable so that cells get the user's environment, not the daemon's tuning.
+ */
+export const INHERITED_ARENA_VAR = 'CELL_USER_MALLOC_ARENA_MAX';
+
+/** The environment cells inherit: the daemon's own, with the daemon-only tuning undone. */
+export function cellBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const base = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  if (INHERITED_ARENA_VAR in base) {
+    const user = base[INHERITED_ARENA_VAR];
+    delete base[INHERITED_ARENA_VAR];
+    if (user) base.MALLOC_ARENA_MAX = user;
+    else delete base.MALLOC_ARENA_MAX;
+  }
+  return base;
+}

@@ -13,7 +13,7 @@ import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
-import { cellHomePaths, instanceLogFile } from '../api/index.js';
+import { cellBaseEnv, cellHomePaths, instanceLogFile } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
@@ -127,7 +127,7 @@ export class Daemon {
       events: this.events,
       log: this.log,
       home: this.paths.home,
-      baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
+      baseEnv: cellBaseEnv(process.env),
       logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
       socketOf: (cell, index) => join(this.paths.run, `${cell}.${index}.sock`),
       secret: this.secret,
