@@ -29,3 +29,10 @@ export async function machineBusyPercent(ms: number): Promise<number> {
   const b = read();
   return b.total === a.total ? 0 : round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100, 1);
 }
+
+/** A numeric command-line value of at least `min`; throws naming the option and what it got. */
+export function numberArg(name: string, value: string | undefined, min: number): number {
+  const n = Number(value);
+  if (value === undefined || !Number.isFinite(n) || n < min) throw new Error(`${name} needs a number >= ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}

@@ -20,7 +20,7 @@ import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { log, machineBusyPercent, median, now, round, sleep } from './common.js';
+import { log, machineBusyPercent, median, now, numberArg, round, sleep } from './common.js';
 
 // ------------------------------------------------------------------ options
 
@@ -58,23 +58,18 @@ function parseArgs(argv: string[]): Options {
     noBare: false,
     budgetSeconds: 235,
   };
-  const num = (name: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < min) throw new Error(`${name} needs a number >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => argv[++i];
     switch (a) {
-      case '--cells': o.cells = Math.floor(num(a, next(), 1)); break;
-      case '--crashes': o.crashes = Math.floor(num(a, next(), 1)); break;
-      case '--idle-seconds': o.idleSeconds = num(a, next(), 1); break;
-      case '--settle-seconds': o.settleSeconds = num(a, next(), 0); break;
-      case '--status-runs': o.statusRuns = Math.floor(num(a, next(), 1)); break;
-      case '--poll-ms': o.pollMs = num(a, next(), 1); break;
-      case '--poll-budget': o.pollBudget = num(a, next(), 100); break;
-      case '--budget-seconds': o.budgetSeconds = num(a, next(), 30); break;
+      case '--cells': o.cells = Math.floor(numberArg(a, next(), 1)); break;
+      case '--crashes': o.crashes = Math.floor(numberArg(a, next(), 1)); break;
+      case '--idle-seconds': o.idleSeconds = numberArg(a, next(), 1); break;
+      case '--settle-seconds': o.settleSeconds = numberArg(a, next(), 0); break;
+      case '--status-runs': o.statusRuns = Math.floor(numberArg(a, next(), 1)); break;
+      case '--poll-ms': o.pollMs = numberArg(a, next(), 1); break;
+      case '--poll-budget': o.pollBudget = numberArg(a, next(), 100); break;
+      case '--budget-seconds': o.budgetSeconds = numberArg(a, next(), 30); break;
       case '--only': {
         const v = next();
         if (v !== 'cell' && v !== 'pm2') throw new Error(`--only takes cell or pm2, got ${JSON.stringify(v)}`);

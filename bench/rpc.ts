@@ -21,7 +21,7 @@ import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { log, machineBusyPercent, median, now, round, sleep } from './common.js';
+import { log, machineBusyPercent, median, now, numberArg, round, sleep } from './common.js';
 
 // ------------------------------------------------------------------ options
 
@@ -62,11 +62,6 @@ function parseArgs(argv: string[]): Options {
     natsServer: null,
     rawFlushFrames: 0,
   };
-  const num = (name: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < min) throw new Error(`${name} needs a number >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => argv[++i];
@@ -78,15 +73,15 @@ function parseArgs(argv: string[]): Options {
         o.only = SYSTEMS.filter((s) => list.includes(s));
         break;
       }
-      case '--rounds': o.rounds = Math.floor(num(a, next(), 1)); break;
-      case '--latency-seconds': o.latencyMs = num(a, next(), 0.1) * 1000; break;
-      case '--throughput-seconds': o.throughputMs = num(a, next(), 0.1) * 1000; break;
-      case '--warmup-seconds': o.latencyWarmupMs = o.throughputWarmupMs = num(a, next(), 0) * 1000; break;
-      case '--in-flight': o.inFlight = Math.floor(num(a, next(), 1)); break;
-      case '--budget-seconds': o.budgetSeconds = num(a, next(), 10); break;
+      case '--rounds': o.rounds = Math.floor(numberArg(a, next(), 1)); break;
+      case '--latency-seconds': o.latencyMs = numberArg(a, next(), 0.1) * 1000; break;
+      case '--throughput-seconds': o.throughputMs = numberArg(a, next(), 0.1) * 1000; break;
+      case '--warmup-seconds': o.latencyWarmupMs = o.throughputWarmupMs = numberArg(a, next(), 0) * 1000; break;
+      case '--in-flight': o.inFlight = Math.floor(numberArg(a, next(), 1)); break;
+      case '--budget-seconds': o.budgetSeconds = numberArg(a, next(), 10); break;
       case '--cpu-prof': o.cpuProf = resolve(next() ?? ''); break;
       case '--nats-server': o.natsServer = next() ?? null; break;
-      case '--raw-flush-frames': o.rawFlushFrames = Math.floor(num(a, next(), 0)); break;
+      case '--raw-flush-frames': o.rawFlushFrames = Math.floor(numberArg(a, next(), 0)); break;
       case '-h':
       case '--help':
         process.stdout.write(

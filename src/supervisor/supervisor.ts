@@ -459,7 +459,7 @@ export class Supervisor {
     const check = spec.health.kind === 'process' && rec.sdk ? { ...spec.health, kind: 'ping' as const } : spec.health;
     const result: ProbeResult =
       check.kind === 'process'
-        ? { ok: this.o.driver.isAlive(pid, rec.startTicks ?? 0), level: 'process', durationMs: 0 }
+        ? { ok: this.isRunning(rec), level: 'process', durationMs: 0 }
         : await probe({ spec: check, port: rec.port, cwd: spec.cwd, env: check.kind === 'exec' ? this.instanceEnv(spec, rec.index, rec.port) : {}, socket: rec.socket, secret: this.o.secret });
     const now = this.o.clock.now();
     const current = this.records.get(key);
@@ -573,7 +573,7 @@ export class Supervisor {
     this.update(draining(rec, reason, now), reason);
     const stop = this.desired.cells.get(rec.cell)?.spec.stop ?? { signal: 'SIGTERM' as const, timeoutMs: 5000, killAfterMs: 2000 };
     const handle = this.handles.get(key);
-    const exited = handle ? handle.exited.then(() => true) : Promise.resolve(!this.o.driver.isAlive(pid, rec.startTicks ?? 0));
+    const exited = handle ? handle.exited.then(() => true) : Promise.resolve(!this.isRunning(rec));
     const exitedWithin = (ms: number) => Promise.race([exited, sleep(this.o.clock, ms).then(() => false)]);
     const send = (signal: NodeJS.Signals) => {
       this.o.driver.signalGroup(pid, signal);

@@ -5,20 +5,10 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { MeshHarness, processesOfHome, type CliResult } from './harness.js';
+import { DB_API_MESH, MeshHarness, processesOfHome, type CliResult } from './harness.js';
 
 // A small healthy mesh that every bad input below must leave alone.
-const MESH = `
-cells:
-  db:
-    run: node fixtures/service.mjs
-    health: { tcp: {}, interval: 200ms }
-  api:
-    run: node fixtures/service.mjs
-    depends_on: [db]
-    instances: 2
-    health: { http: { path: / }, interval: 200ms }
-`;
+const MESH = DB_API_MESH;
 
 interface BadManifest {
   /** What kind of mistake; also the file name. */

@@ -154,3 +154,16 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A small healthy mesh (db, and api ×2 depending on it) with fast checks, shared by several tests. */
+export const DB_API_MESH = `
+cells:
+  db:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  api:
+    run: node fixtures/service.mjs
+    depends_on: [db]
+    instances: 2
+    health: { http: { path: / }, interval: 200ms }
+`;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
+import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
 
 interface EventView {
   at: string;
@@ -95,17 +95,7 @@ cells:
 });
 
 test('e2e recovery - kill -9 of the daemon under load: no request fails, up readopts the same pids', async () => {
-  await using mesh = new MeshHarness(`
-cells:
-  db:
-    run: node fixtures/service.mjs
-    health: { tcp: {}, interval: 200ms }
-  api:
-    run: node fixtures/service.mjs
-    depends_on: [db]
-    instances: 2
-    health: { http: { path: / }, interval: 200ms }
-`);
+  await using mesh = new MeshHarness(DB_API_MESH);
   await mesh.ok(['up']);
   const before = await mesh.ps();
   const daemonPid = (await mesh.json<{ daemon: { pid: number; gateway: string } }>(['status'])).daemon.pid;
