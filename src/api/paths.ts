@@ -44,19 +44,44 @@ export function instanceLogFile(paths: CellHomePaths, cell: string, index: numbe
 }
 
 /**
- * The daemon runs with MALLOC_ARENA_MAX=1 (memory); the value the user had (or '' for none) travels
- * in this variable so that cells get the user's environment, not the daemon's tuning.
+ * What the daemon and the gateway change in their own environment. Both are ours, not the user's
+ * programs, so they run tuned; cells get the user's values back (cellBaseEnv).
  */
-export const INHERITED_ARENA_VAR = 'CELL_USER_MALLOC_ARENA_MAX';
+export const DAEMON_ENV_TUNING: Readonly<Record<string, string>> = {
+  // One malloc arena: each thread's own arena (libuv pool, V8 workers) costs ~10 MB of RSS in a
+  // process that allocates little.
+  MALLOC_ARENA_MAX: '1',
+  // Node 20 reads this file and initialises OpenSSL before running any code (~90 ms with a distro
+  // CA bundle, i.e. 3x node's own start). Neither process makes a TLS connection.
+  NODE_EXTRA_CA_CERTS: '',
+};
+
+/** The user's own values of the tuned variables (JSON; null for unset) travel in this variable. */
+export const USER_ENV_VAR = 'CELL_USER_ENV';
+
+/** The environment to start the daemon with, from the user's. */
+export function daemonEnv(user: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const saved = Object.fromEntries(Object.keys(DAEMON_ENV_TUNING).map((k) => [k, user[k] ?? null]));
+  return { ...user, ...DAEMON_ENV_TUNING, [USER_ENV_VAR]: JSON.stringify(saved) };
+}
 
 /** The environment cells inherit: the daemon's own, with the daemon-only tuning undone. */
 export function cellBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const base = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
-  if (INHERITED_ARENA_VAR in base) {
-    const user = base[INHERITED_ARENA_VAR];
-    delete base[INHERITED_ARENA_VAR];
-    if (user) base.MALLOC_ARENA_MAX = user;
-    else delete base.MALLOC_ARENA_MAX;
+  const savedJson = base[USER_ENV_VAR];
+  if (savedJson === undefined) return base;
+  delete base[USER_ENV_VAR];
+  let saved: Record<string, unknown> = {};
+  try {
+    saved = JSON.parse(savedJson) as Record<string, unknown>;
+  } catch {
+    // Not ours (or mangled): leave the environment as it is.
+    return base;
+  }
+  for (const k of Object.keys(DAEMON_ENV_TUNING)) {
+    const v = saved[k];
+    if (typeof v === 'string') base[k] = v;
+    else delete base[k];
   }
   return base;
 }

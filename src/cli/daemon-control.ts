@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ApiClient, DaemonNotRunningError, INHERITED_ARENA_VAR, cellHomePaths, type StatusView } from '../api/index.js';
+import { ApiClient, DaemonNotRunningError, cellHomePaths, daemonEnv, type StatusView } from '../api/index.js';
 
 export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -33,9 +33,8 @@ export async function ensureDaemon(home: string, gatewayPort: number, onProgress
   const child = spawn(process.execPath, ['--max-semi-space-size=1', daemonEntry(), '--home', home, '--gateway-port', String(gatewayPort)], {
     detached: true,
     stdio: ['ignore', out, out],
-    // One malloc arena: each thread's own arena (libuv pool, V8 workers) costs ~10 MB of RSS in a
-    // daemon that allocates little. The user's setting is handed back to the cells (daemon.ts).
-    env: { ...process.env, CELL_HOME: home, MALLOC_ARENA_MAX: '1', [INHERITED_ARENA_VAR]: process.env.MALLOC_ARENA_MAX ?? '' },
+    // Tuned for the daemon (api/paths.ts); the cells get the user's values back.
+    env: { ...daemonEnv(process.env), CELL_HOME: home },
   });
   closeSync(out);
   let exited: number | null = null;

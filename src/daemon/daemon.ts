@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Clock } from '../clock/index.js';
 import type { CellSpec, MeshSpec } from '../manifest/index.js';
-import { parseManifestInWorker } from './parse-manifest.js';
+import { ManifestParser } from './parse-manifest.js';
 import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
 import { computeVersion, runBuild } from '../builder/index.js';
@@ -79,6 +79,7 @@ export class Daemon {
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
   private endpointWaiters = new Set<() => void>();
+  private readonly manifests = new ManifestParser();
   endpointsRevision = 0;
 
   constructor(private readonly o: DaemonOptions) {
@@ -109,6 +110,8 @@ export class Daemon {
    * `bootEdge` runs gateway and observer.
    */
   async boot(): Promise<void> {
+    // `cell up` sends a manifest right after boot: load the parser meanwhile, on the other core.
+    this.manifests.prewarm();
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);
@@ -226,7 +229,7 @@ export class Daemon {
    * Cells in the store but not in the manifest keep running until `prune`.
    */
   async apply(file: string): Promise<ApplyResult> {
-    const mesh = await parseManifestInWorker(file);
+    const mesh = await this.manifests.parse(file);
     const graph = new DependencyGraph(mesh.cells);
     const now = this.now();
     const next = new Map<string, DesiredCell>();
@@ -348,6 +351,7 @@ export class Daemon {
   }
 
   async close(): Promise<void> {
+    this.manifests.close();
     this.supervisor.detach();
     for (const cancel of this.timers) cancel();
     this.versionTimerCancel?.();

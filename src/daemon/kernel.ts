@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { DAEMON_ENV_TUNING } from '../api/index.js';
 import type { CellSpec } from '../manifest/index.js';
 
 /**
@@ -25,8 +26,8 @@ export function gatewayCellSpec(home: string, fixedPort: number): CellSpec {
     name: 'gateway',
     run: `"${process.execPath}" "${gatewayEntry()}"`,
     cwd: home,
-    // The gateway is ours: it gets the daemon's memory tuning (see cli/daemon-control.ts).
-    env: { MALLOC_ARENA_MAX: '1', ...(fixedPort > 0 ? { GATEWAY_PORT: String(fixedPort) } : {}) },
+    // The gateway is ours: it runs with the daemon's tuning (api/paths.ts).
+    env: { ...DAEMON_ENV_TUNING, ...(fixedPort > 0 ? { GATEWAY_PORT: String(fixedPort) } : {}) },
     dependsOn: [],
     instances: 1,
     health: { kind: 'tcp', port, intervalMs: 2000, timeoutMs: 1000, retries: 3, graceMs: 10_000 },

@@ -3,5 +3,5 @@
  * accepts, HTTP 2xx, command exits 0). Deciding when an instance is ready or unhealthy from a
  * series of results is the reconciler's job; this part only runs one probe.
  */
-export { probe, resolveCheckPort, closeProbeConnections, type ProbeOptions } from './probes.js';
+export { probe, probeHttpThen, resolveCheckPort, closeProbeConnections, type ProbeOptions } from './probes.js';
 export type { ProbeResult, ProbeTarget } from './types.js';

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CheckPort } from '../manifest/index.js';
 import type { ProbeResult, ProbeTarget } from './types.js';
-import { checkHttp, closeHttpProbeConnections } from './http-probe.js';
+import { checkHttp, checkHttpThen, closeHttpProbeConnections, type HttpCheckResult } from './http-probe.js';
 
 export interface ProbeOptions {
   /** Cancels the probe; it then resolves with `ok: false, detail: 'aborted'`. */
@@ -123,13 +123,32 @@ function stopDetail(reason: 'timeout' | 'abort', timeoutMs: number): string {
 async function probeHttp(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {
   if (signal?.aborted) return { ok: false, level: 'process', detail: 'aborted' };
   if (!Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, level: 'process', detail: `port out of range: ${port}` };
-  const request = `GET ${path}`;
-  let result = await checkHttp(port, path, timeoutMs, signal);
-  // A kept-alive socket the server closed just as we reused it: one fresh attempt.
-  if (result.error && result.connected && /ECONNRESET|EPIPE|closed before/.test(result.error)) result = await checkHttp(port, path, timeoutMs, signal);
+  return httpOutcome(await checkHttp(port, path, timeoutMs, signal), path);
+}
+
+function httpOutcome(result: HttpCheckResult, path: string): Outcome {
   if (result.error) return { ok: false, level: result.connected ? 'socket' : 'process', detail: oneLine(result.error) };
   const ok = result.status >= 200 && result.status < 300;
-  return ok ? { ok, level: 'http' } : { ok, level: 'socket', detail: `${request} -> ${result.status}` };
+  return ok ? { ok, level: 'http' } : { ok, level: 'socket', detail: `GET ${path} -> ${result.status}` };
+}
+
+/**
+ * An http check with its result passed to `done` (no promise): the supervisor's probe rounds use
+ * this for the checks of ready instances, the bulk of a daemon's steady work.
+ */
+export function probeHttpThen(spec: { port: CheckPort; path: string; timeoutMs: number }, instancePort: number, done: (result: ProbeResult) => void): void {
+  const port = resolveCheckPort(spec, instancePort);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    done({ ok: false, level: 'process', detail: `port out of range: ${port}`, durationMs: 0 });
+    return;
+  }
+  const started = Date.now();
+  checkHttpThen(port, spec.path, spec.timeoutMs, (check) => {
+    const outcome = httpOutcome(check, spec.path);
+    const result: ProbeResult = { ok: outcome.ok, level: outcome.level, durationMs: Date.now() - started };
+    if (outcome.detail !== undefined) result.detail = outcome.detail;
+    done(result);
+  });
 }
 
 function probeTcp(port: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {

@@ -38,11 +38,19 @@ export class Registry {
     this.renewedAt.set(key, now);
   }
 
-  /** A heartbeat: renews the lease once half of it has run out, so steady health costs few writes. */
-  heartbeat(endpoint: Endpoint, now: number): void {
-    const key = Registry.key(endpoint.cell, endpoint.instance);
+  /**
+   * A heartbeat: renews the lease once half of it has run out, so steady health costs few writes.
+   * A renewal is a keep-alive (no revision, no watch event): watchers of the registry (the gateway,
+   * last-known-good) hear about endpoints that change, not about ones that stay. The endpoint is
+   * built only when it must be written.
+   */
+  heartbeat(cell: string, instance: number, endpoint: () => Endpoint, now: number): void {
+    const key = Registry.key(cell, instance);
     const last = this.renewedAt.get(key);
-    if (last === undefined || now - last >= this.ttlMs / 2) this.register(endpoint, now);
+    if (last !== undefined && now - last < this.ttlMs / 2) return;
+    if (last !== undefined && this.store.renew(key, this.ttlMs, now)) this.renewedAt.set(key, now);
+    // Never registered by this daemon, or the lease ran out meanwhile: write it again.
+    else this.register(endpoint(), now);
   }
 
   deregister(cell: string, instance: number): void {

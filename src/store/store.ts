@@ -70,6 +70,12 @@ export interface Store {
    * true; otherwise writes nothing and returns false. Naming one key in two ops throws `TypeError`.
    */
   txn(compares: TxnCompare[], ops: TxnOp[], now: number): boolean;
+  /**
+   * Extends the TTL of a live entry that has one to `now + ttlMs`, without changing its value,
+   * version or the store revision and without a watch event (as an etcd lease keep-alive).
+   * Returns false, writing nothing, when the key is absent, expired, or has no TTL.
+   */
+  renew(key: string, ttlMs: number, now: number): boolean;
   /** Removes entries expired at `now`, emitting delete events for them. Returns how many. */
   sweepExpired(now: number): number;
   /** Calls `onEvent` for each change under `prefix`; the returned function stops the watch. */

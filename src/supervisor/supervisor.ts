@@ -5,7 +5,7 @@ import type { CellSpec } from '../manifest/index.js';
 import type { Store } from '../store/index.js';
 import type { Registry } from '../registry/index.js';
 import type { EventLog } from '../observer/index.js';
-import { probe, type ProbeResult } from '../health/index.js';
+import { probe, probeHttpThen, type ProbeResult } from '../health/index.js';
 import {
   announcedReady,
   draining,
@@ -114,7 +114,8 @@ export class Supervisor {
   }
 
   instances(): InstanceRecord[] {
-    return [...this.records.values()].sort((a, b) => a.cell.localeCompare(b.cell) || a.index - b.index);
+    // Code-unit order, not localeCompare: a collator loads ICU data (~8 MB resident) into the daemon.
+    return [...this.records.values()].sort((a, b) => (a.cell < b.cell ? -1 : a.cell > b.cell ? 1 : a.index - b.index));
   }
 
   /** Whether the instance's recorded process (pid and start time) is alive now. */
@@ -411,7 +412,7 @@ export class Supervisor {
         created.cancel = this.o.clock.setTimer(interval, () => {
           for (const member of created.members) {
             if (this.probesInFlight.has(member)) continue;
-            void this.runProbe(member, 0);
+            this.runRoundProbe(member);
           }
           if (created.members.size > 0) tick();
           else this.rounds.delete(interval);
@@ -438,44 +439,71 @@ export class Supervisor {
   }
 
   private async runProbe(key: string, ramp: number): Promise<void> {
-    const rec = this.records.get(key);
-    const spec = rec ? this.desired.cells.get(rec.cell)?.spec : undefined;
-    if (!rec || !spec || rec.pid === null || (rec.state !== 'launching' && rec.state !== 'ready')) {
-      this.probeTimers.delete(key);
-      this.leaveRound(key);
-      return;
-    }
-    const pid = rec.pid;
+    const target = this.probeTarget(key);
+    if (!target) return;
+    const { rec, spec, pid } = target;
     this.probesInFlight.add(key);
     try {
-      await this.probeOnce(key, rec, spec, pid, ramp);
+      // A cell that announced itself through the SDK is checked with the protocol ping by default.
+      const check = spec.health.kind === 'process' && rec.sdk ? { ...spec.health, kind: 'ping' as const } : spec.health;
+      const result: ProbeResult =
+        check.kind === 'process'
+          ? { ok: this.isRunning(rec), level: 'process', durationMs: 0 }
+          : await probe({ spec: check, port: rec.port, cwd: spec.cwd, env: check.kind === 'exec' ? this.instanceEnv(spec, rec.index, rec.port) : {}, socket: rec.socket, secret: this.o.secret });
+      this.applyProbe(key, pid, spec, result, ramp);
     } finally {
       this.probesInFlight.delete(key);
     }
   }
 
-  private async probeOnce(key: string, rec: InstanceRecord, spec: CellSpec, pid: number, ramp: number): Promise<void> {
-    // A cell that announced itself through the SDK is checked with the protocol ping by default.
-    const check = spec.health.kind === 'process' && rec.sdk ? { ...spec.health, kind: 'ping' as const } : spec.health;
-    const result: ProbeResult =
-      check.kind === 'process'
-        ? { ok: this.isRunning(rec), level: 'process', durationMs: 0 }
-        : await probe({ spec: check, port: rec.port, cwd: spec.cwd, env: check.kind === 'exec' ? this.instanceEnv(spec, rec.index, rec.port) : {}, socket: rec.socket, secret: this.o.secret });
+  /**
+   * The steady case of a round, an http check of a ready instance, without promises: a round of
+   * 100 such checks a second is most of what an idle daemon does (see health/http-probe.ts).
+   */
+  private runRoundProbe(key: string): void {
+    const target = this.probeTarget(key);
+    if (!target) return;
+    const { rec, spec, pid } = target;
+    const check = spec.health;
+    if (check.kind !== 'http' || rec.state !== 'ready') {
+      void this.runProbe(key, 0);
+      return;
+    }
+    this.probesInFlight.add(key);
+    probeHttpThen(check, rec.port, (result) => {
+      this.probesInFlight.delete(key);
+      this.applyProbe(key, pid, spec, result, 0);
+    });
+  }
+
+  /** The instance to probe now, or undefined (and its probing stopped) when there is none. */
+  private probeTarget(key: string): { rec: InstanceRecord; spec: CellSpec; pid: number } | undefined {
+    const rec = this.records.get(key);
+    const spec = rec ? this.desired.cells.get(rec.cell)?.spec : undefined;
+    if (!rec || !spec || rec.pid === null || (rec.state !== 'launching' && rec.state !== 'ready')) {
+      this.probeTimers.delete(key);
+      this.leaveRound(key);
+      return undefined;
+    }
+    return { rec, spec, pid: rec.pid };
+  }
+
+  /** Takes a probe result of the process `pid`: readiness, health, lease, restart, next probe. */
+  private applyProbe(key: string, pid: number, spec: CellSpec, result: ProbeResult, ramp: number): void {
     const now = this.o.clock.now();
     const current = this.records.get(key);
     // The instance changed under the probe (exited, stopped, restarted): this result is stale.
     if (!current || current.pid !== pid || (current.state !== 'launching' && current.state !== 'ready')) return;
     this.lastProbes.set(key, { at: now, result });
-    const endpoint = this.endpointOf(current);
     if (result.ok) {
       this.probeFailures.set(key, 0);
       if (current.state === 'launching') {
         this.update(probePassed(current, now), 'healthy');
-        this.o.registry.register(endpoint, now);
+        this.o.registry.register(this.endpointOf(current), now);
         this.requestTick();
       } else {
         if (current.health !== 'passing') this.update(probePassed(current, now));
-        this.o.registry.heartbeat(endpoint, now);
+        this.o.registry.heartbeat(current.cell, current.index, () => this.endpointOf(current), now);
       }
     } else if (current.state === 'ready') {
       const failures = (this.probeFailures.get(key) ?? 0) + 1;

@@ -85,3 +85,50 @@ test('http probe - refused, garbage and a hung server fail with a reason', async
   assert.match(slow.error!, /timed out after 200ms/);
   assert.ok(Date.now() - t0 < 1000);
 });
+
+test('http probe - a response dribbled byte by byte, head and body split anywhere', async (t) => {
+  const responses = ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', 'HTTP/1.1 503 Nope\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'];
+  let n = 0;
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true);
+    socket.on('data', async () => {
+      const text = responses[n++ % responses.length];
+      for (const ch of text) {
+        socket.write(ch);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    closeHttpProbeConnections();
+    server.close();
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await checkHttp(port, '/', 5000)).status);
+  assert.deepEqual(statuses, [200, 503, 200, 503], 'each response ends where its framing says, on the same socket');
+});
+
+test('http probe - checks in flight share deadlines: a hung server times out, the others answer', async (t) => {
+  const hung = net.createServer(() => {});
+  const fine = createServer((_q, s) => s.end('ok'));
+  await Promise.all([hung, fine].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
+  t.after(() => {
+    closeHttpProbeConnections();
+    hung.close();
+    fine.close();
+  });
+  const hungPort = (hung.address() as net.AddressInfo).port;
+  const finePort = (fine.address() as net.AddressInfo).port;
+  const t0 = Date.now();
+  const [slow, quick, later] = await Promise.all([checkHttp(hungPort, '/', 300), checkHttp(finePort, '/', 300), checkHttp(finePort, '/b', 2000)]);
+  assert.match(slow.error!, /timed out after 300ms/);
+  assert.equal(quick.status, 200);
+  assert.equal(later.status, 200);
+  assert.ok(Date.now() - t0 < 1500, 'the timeout fired near its deadline');
+  // The next round on the hung server times out again, on its own deadline.
+  const again = await checkHttp(hungPort, '/', 100);
+  assert.match(again.error!, /timed out after 100ms/);
+});
