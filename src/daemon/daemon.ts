@@ -1,5 +1,4 @@
-import { mkdirSync, chmodSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdirSync, chmodSync, readFileSync, existsSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Clock } from '../clock/index.js';
@@ -38,9 +37,24 @@ const BUILT_PREFIX = 'builder/built/';
 const LKG_PREFIX = 'discovery/lkg/';
 
 
+/**
+ * 32 bytes from the kernel's CSPRNG. Read from /dev/urandom rather than through node:crypto,
+ * which would load and initialise OpenSSL (~2 MB resident) in a daemon that needs it for nothing else.
+ */
+function randomSecret(): string {
+  const bytes = Buffer.alloc(32);
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    if (readSync(fd, bytes, 0, 32, null) !== 32) throw new Error('short read from /dev/urandom');
+  } finally {
+    closeSync(fd);
+  }
+  return bytes.toString('hex');
+}
+
 function loadOrCreateSecret(file: string): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const secret = randomBytes(32).toString('hex');
+  const secret = randomSecret();
   writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' });
   return secret;
 }
@@ -169,11 +183,17 @@ export class Daemon {
     const cells = new Map(this.supervisor.desiredCells);
     cells.set('gateway', { spec: gatewayCellSpec(this.paths.home, this.o.gatewayPort), version: this.version });
     this.supervisor.setDesired({ cells });
+    // The kernel runs whenever the daemon does: a gateway an earlier `cell down` stopped (held,
+    // so that the reconciler would not restart it then) starts again now.
+    this.supervisor.release(['gateway']);
     await this.waitFor(() => this.supervisor.instances().some((r) => r.cell === 'gateway' && r.state === 'ready'), 15_000);
     this.kernelReady('gateway');
 
     // 6. observer: periodic work (expiry sweeps, log rotation, version loop, last_health).
-    this.every(1000, () => this.store.sweepExpired(this.now()));
+    this.every(1000, () => {
+      this.registry.flushRenewals(this.now());
+      this.store.sweepExpired(this.now());
+    });
     this.every(10_000, () => this.rotateLogs());
     this.every(5000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
     this.scheduleVersionLoop();

@@ -21,6 +21,7 @@ const PREFIX = 'registry/endpoints/';
 export class Registry {
   /** When each endpoint's lease was last written, to renew it only past half its TTL. */
   private renewedAt = new Map<string, number>();
+  private dueRenewals = new Map<string, () => Endpoint>();
 
   constructor(
     private readonly store: Store,
@@ -36,26 +37,40 @@ export class Registry {
     const key = Registry.key(endpoint.cell, endpoint.instance);
     this.store.put(key, endpoint, { now, ttlMs: this.ttlMs });
     this.renewedAt.set(key, now);
+    this.dueRenewals.delete(key);
   }
 
   /**
-   * A heartbeat: renews the lease once half of it has run out, so steady health costs few writes.
-   * A renewal is a keep-alive (no revision, no watch event): watchers of the registry (the gateway,
-   * last-known-good) hear about endpoints that change, not about ones that stay. The endpoint is
-   * built only when it must be written.
+   * A heartbeat: the lease is renewed once half of it has run out, so steady health costs few
+   * writes. Due renewals wait for `flushRenewals` (the daemon's one-second tick), which writes
+   * them all in one commit. A renewal is a keep-alive (no revision, no watch event): watchers of
+   * the registry (the gateway, last-known-good) hear about endpoints that change, not about ones
+   * that stay. The endpoint is built only when it must be written again.
    */
   heartbeat(cell: string, instance: number, endpoint: () => Endpoint, now: number): void {
     const key = Registry.key(cell, instance);
     const last = this.renewedAt.get(key);
     if (last !== undefined && now - last < this.ttlMs / 2) return;
-    if (last !== undefined && this.store.renew(key, this.ttlMs, now)) this.renewedAt.set(key, now);
-    // Never registered by this daemon, or the lease ran out meanwhile: write it again.
-    else this.register(endpoint(), now);
+    if (last === undefined) this.register(endpoint(), now);
+    else this.dueRenewals.set(key, endpoint);
+  }
+
+  /** Writes the renewals heartbeats asked for; a lease that ran out meanwhile is registered again. */
+  flushRenewals(now: number): void {
+    if (this.dueRenewals.size === 0) return;
+    const due = this.dueRenewals;
+    this.dueRenewals = new Map();
+    const lapsed = new Set(this.store.renew([...due.keys()], this.ttlMs, now));
+    for (const [key, endpoint] of due) {
+      if (lapsed.has(key)) this.register(endpoint(), now);
+      else this.renewedAt.set(key, now);
+    }
   }
 
   deregister(cell: string, instance: number): void {
     const key = Registry.key(cell, instance);
     this.renewedAt.delete(key);
+    this.dueRenewals.delete(key);
     this.store.delete(key);
   }
 

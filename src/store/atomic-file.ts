@@ -4,7 +4,6 @@
  * fsynced, renamed over the target (atomic on POSIX), and the directory is fsynced so the rename
  * itself survives a power loss.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
@@ -17,8 +16,11 @@ export interface WriteFileAtomicOptions {
 
 const TEMP_MARKER = '.tmp-';
 
+let tempCounter = 0;
+
+/** Unique per process (pid) and per write (counter); the pid also tells removeStaleTempFiles whose it is. */
 function tempPathFor(path: string): string {
-  return `${path}${TEMP_MARKER}${process.pid}-${randomBytes(6).toString('hex')}`;
+  return `${path}${TEMP_MARKER}${process.pid}-${(tempCounter++).toString(36)}-${Date.now().toString(36)}`;
 }
 
 function checkMode(mode: number | undefined): number {
@@ -151,7 +153,7 @@ function isProcessAlive(pid: number): boolean {
 
 /**
  * Removes temporary files that writers of `path` left behind when they were killed mid-write
- * (`<path>.tmp-<pid>-<random>` whose pid is no longer alive). Temporaries of live writers are
+ * (`<path>.tmp-<pid>-<counter>-<time>` whose pid is no longer alive). Temporaries of live writers are
  * kept. Returns how many files were removed. Call it once at startup, before writing.
  */
 export function removeStaleTempFiles(path: string): number {
@@ -167,7 +169,7 @@ export function removeStaleTempFiles(path: string): number {
   let removed = 0;
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    const match = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length));
+    const match = /^(\d+)-[0-9a-z-]+$/.exec(name.slice(prefix.length));
     if (!match) continue;
     const pid = Number(match[1]);
     // Our own pid counts as alive: an async write of this process may be in flight.

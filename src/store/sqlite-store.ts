@@ -194,9 +194,11 @@ export class SqliteStore implements Store {
   private readonly deleteRange: PrefixStatements;
   private readonly selectExpiredKeys: Statement;
   private readonly deleteExpired: Statement;
+  private readonly anyExpired: Statement;
   private readonly upsertRow: Statement;
   private readonly deleteRow: Statement;
   private readonly renewRow: Statement;
+  private readonly renewTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly selectRevision: Statement;
   private readonly updateRevision: Statement;
   private readonly writeTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
@@ -248,6 +250,7 @@ export class SqliteStore implements Store {
       this.deleteRange = prefixStatements('DELETE FROM state', 'WHERE {where} 1');
       this.selectExpiredKeys = db.prepare('SELECT key FROM state WHERE expires_at <= ? ORDER BY key').pluck();
       this.deleteExpired = db.prepare('DELETE FROM state WHERE expires_at <= ?');
+      this.anyExpired = db.prepare('SELECT 1 FROM state WHERE expires_at <= ? LIMIT 1').pluck();
       this.upsertRow = db.prepare(
         `INSERT INTO state (${COLUMNS}) VALUES (@key, @value, @version, @revision, @created_at, @updated_at, @expires_at)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,
@@ -259,6 +262,7 @@ export class SqliteStore implements Store {
       this.selectRevision = db.prepare('SELECT revision FROM meta WHERE id = 1').pluck();
       this.updateRevision = db.prepare('UPDATE meta SET revision = ? WHERE id = 1');
       this.writeTransaction = db.transaction((fn: () => unknown) => fn());
+      this.renewTransaction = db.transaction((fn: () => unknown) => fn());
     } catch (error) {
       try {
         db?.close();
@@ -323,14 +327,18 @@ export class SqliteStore implements Store {
     });
   }
 
-  renew(key: string, ttlMs: number, now: number): boolean {
+  renew(keys: readonly string[], ttlMs: number, now: number): string[] {
     this.assertOpen('renew');
-    checkKey(key);
+    if (!Array.isArray(keys)) throw new TypeError(`keys must be an array, got ${String(keys)}`);
+    for (const key of keys) checkKey(key);
     checkNow(now);
     checkTtl(ttlMs);
     if (ttlMs === undefined) throw new TypeError('ttlMs is required to renew');
-    // One statement, no revision: a keep-alive is not a change anyone watches.
-    return this.renewRow.run({ key, now, expires: now + ttlMs }).changes === 1;
+    if (keys.length === 0) return [];
+    // No revision and no events: a keep-alive is not a change anyone watches. One transaction
+    // for the lot, so a daemon renewing 100 leases pays for one commit.
+    const expires = now + ttlMs;
+    return this.renewTransaction(() => keys.filter((key) => this.renewRow.run({ key, now, expires }).changes !== 1)) as string[];
   }
 
   delete(key: string): boolean {
@@ -389,6 +397,8 @@ export class SqliteStore implements Store {
   sweepExpired(now: number): number {
     this.assertOpen('sweepExpired');
     checkNow(now);
+    // Runs every second: most sweeps find nothing, and a read needs no write transaction.
+    if (this.anyExpired.get(now) === undefined) return 0;
     return this.write((ctx) => {
       const keys = this.selectExpiredKeys.all(now) as string[];
       if (keys.length === 0) return 0;

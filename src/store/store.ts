@@ -71,11 +71,11 @@ export interface Store {
    */
   txn(compares: TxnCompare[], ops: TxnOp[], now: number): boolean;
   /**
-   * Extends the TTL of a live entry that has one to `now + ttlMs`, without changing its value,
-   * version or the store revision and without a watch event (as an etcd lease keep-alive).
-   * Returns false, writing nothing, when the key is absent, expired, or has no TTL.
+   * Extends the TTL of each live entry of `keys` that has one to `now + ttlMs`, in one commit,
+   * without changing values, versions or the store revision and without watch events (as an etcd
+   * lease keep-alive). Returns the keys it left alone: absent, expired, or without a TTL.
    */
-  renew(key: string, ttlMs: number, now: number): boolean;
+  renew(keys: readonly string[], ttlMs: number, now: number): string[];
   /** Removes entries expired at `now`, emitting delete events for them. Returns how many. */
   sweepExpired(now: number): number;
   /** Calls `onEvent` for each change under `prefix`; the returned function stops the watch. */

@@ -116,6 +116,15 @@ test('e2e lifecycle - up starts in dependency order, down stops in reverse and l
   const state = JSON.parse(readFileSync(join(mesh.home, 'control-plane.json'), 'utf8'));
   assert.ok(Object.values(state.processes).every((p) => (p as { state: string }).state === 'stopped'));
   assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')), 'daemon gone');
+
+  // The same home comes back whole with the next `up`, the kernel's gateway included.
+  const again = await mesh.cell(['up', '--timeout', '60s']);
+  assert.equal(again.code, 0, again.stderr);
+  const statusAgain = await mesh.json<{ cells: { name: string; kind: string; state: string }[] }>(['status']);
+  assert.deepEqual(statusAgain.cells.filter((c) => c.kind === 'kernel').map((c) => `${c.name} ${c.state}`), ['builder ready', 'supervisor ready', 'registry ready', 'graph ready', 'gateway ready', 'observer ready']);
+  const dbAgain = (await mesh.ps()).find((p) => p.cell === 'db')!;
+  assert.equal(dbAgain.state, 'ready');
+  assert.equal((await httpGet(dbAgain.port!)).status, 200);
 });
 
 test('e2e lifecycle - status, ps, graph, health and logs read the running mesh; unknown cells are clear errors', async () => {
