@@ -58,6 +58,9 @@ const MAX_REFUSED_ATTEMPTS = 5;
  * one instance has completed the handshake; rejects if none can be reached on the first attempt
  * (a `HandshakeError` when one refused the secret or serves another cell).
  */
+/** How long `connect` waits for the other instances once one is connected. */
+const START_GRACE_MS = 100;
+
 export function connect<const D extends CellDefinition>(def: D, options?: ConnectOptions): Promise<CellClient<D>>;
 export function connect(cell: string, options?: ConnectOptions): Promise<UntypedCellClient>;
 export async function connect(defOrName: CellDefinition | string, options: ConnectOptions = {}): Promise<CellClient<CellDefinition> | UntypedCellClient> {
@@ -158,7 +161,10 @@ class Client implements CallHost, ConnectionEvents {
     this.deadlines = new Deadlines((call) => (call.conn === null ? (this.lastError ?? undefined) : undefined));
   }
 
-  /** Opens a connection to every socket; resolves when the first is open, rejects if all fail. */
+  /**
+   * Opens a connection to every socket; resolves once the first is open and the others have
+   * opened or failed (or after a short grace for stragglers), rejects if all fail.
+   */
   async start(sockets: string[]): Promise<void> {
     const attempts = [...new Set(sockets)].map((socket) => {
       const endpoint = new Endpoint(socket);
@@ -174,6 +180,11 @@ class Client implements CallHost, ConnectionEvents {
       if (refused !== undefined) throw refused;
       throw new ConnectionLostError(`cannot connect to ${this.cell} at ${sockets.join(', ')}: ${errors.map((e) => e.message).join('; ')}`, { cell: this.cell, cause: errors[0] });
     }
+    // The other handshakes are local and take a millisecond or two: waiting for them lets the
+    // first calls spread over every instance instead of all going to whichever answered first.
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled(attempts), new Promise<void>((r) => (grace = setTimeout(r, START_GRACE_MS)))]);
+    clearTimeout(grace);
   }
 
   call(method: string, input: unknown, options?: CallOptions): Promise<unknown> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ChildProcessDriver } from '../../src/supervisor/child-process-driver.js';
+import { ChildProcessDriver, directArgv } from '../../src/supervisor/child-process-driver.js';
 import type { ProcessHandle, SpawnRequest } from '../../src/supervisor/driver.js';
 import { SpawnError } from '../../src/supervisor/errors.js';
 import { readProcStat } from '../../src/supervisor/proc.js';
@@ -200,4 +200,41 @@ test('driver - signalGroup refuses pids that would signal more than one group', 
   assert.throws(() => driver.signalGroup(1, 'SIGTERM'), TypeError);
   assert.throws(() => driver.signalGroup(0, 'SIGTERM'), TypeError);
   assert.throws(() => driver.signalGroup(-5, 'SIGTERM'), TypeError);
+});
+
+test('child process driver - plain run lines start without a shell, anything else through /bin/sh', () => {
+  const env = { PORT: '8080', DIR: '/srv/app', EMPTY: '' };
+  assert.deepEqual(directArgv('node server.js --port $PORT', env), ['node', 'server.js', '--port', '8080']);
+  assert.deepEqual(directArgv('python3  -m http.server ${PORT}', env), ['python3', '-m', 'http.server', '8080']);
+  assert.deepEqual(directArgv('$DIR/bin/serve --dir=$DIR/www $EMPTY $UNSET', env), ['/srv/app/bin/serve', '--dir=/srv/app/www']);
+  for (const needsShell of [
+    'node a.js && node b.js',
+    'node a.js | tee out',
+    'echo "hello world"',
+    "echo 'x'",
+    'PORT=1 node a.js',
+    'node *.js',
+    'node a.js > log',
+    'sleep 1; node a.js',
+    'echo $1 $$',
+    'echo ${PORT:-80}',
+    'node a.js &',
+    '~/bin/serve',
+    'echo `date`',
+    '$EMPTY',
+  ]) {
+    assert.equal(directArgv(needsShell, env), null, needsShell);
+  }
+});
+
+test('child process driver - a direct start runs the program itself, with $PORT expanded', async () => {
+  const driver = new ChildProcessDriver();
+  const dir = mkdtempSync(join(tmpdir(), 'cell-direct-'));
+  const logFile = join(dir, 'x.log');
+  const handle = await driver.spawn({ cell: 'x', instance: 0, command: 'echo port=$PORT', cwd: dir, env: { PORT: '4321', PATH: process.env.PATH ?? '' }, logFile });
+  const exit = await within(handle.exited);
+  assert.equal(exit.code, 0);
+  assert.equal(readFileSync(logFile, 'utf8').trim(), 'port=4321');
+  await assert.rejects(driver.spawn({ cell: 'x', instance: 0, command: 'no-such-program-here --flag', cwd: dir, env: { PATH: process.env.PATH ?? '' }, logFile }), /no-such-program-here|ENOENT/);
+  rmSync(dir, { recursive: true, force: true });
 });
