@@ -19,9 +19,10 @@ async function isUp(api: ApiClient): Promise<boolean> {
 
 /**
  * Starts the background daemon for `home` unless one answers already. The daemon is detached
- * (its own session) with its output in logs/daemon.out, so it outlives this command.
+ * (its own session) with its output in logs/daemon.out, so it outlives this command. `manifest`
+ * is the file about to be applied: the daemon parses it while it boots.
  */
-export async function ensureDaemon(home: string, gatewayPort: number, onProgress: (line: string) => void): Promise<{ started: boolean }> {
+export async function ensureDaemon(home: string, gatewayPort: number, onProgress: (line: string) => void, manifest?: string): Promise<{ started: boolean }> {
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(api)) return { started: false };
@@ -32,7 +33,7 @@ export async function ensureDaemon(home: string, gatewayPort: number, onProgress
   // (16 MB each) would mostly be resident memory for nothing.
   // --single-threaded: no V8 worker threads (concurrent GC and compilation), ~4 MB less resident
   // memory; the daemon's heap is small enough that marking it on the main thread costs nothing.
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', '--single-threaded', daemonEntry(), '--home', home, '--gateway-port', String(gatewayPort)], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', '--single-threaded', daemonEntry(), '--home', home, '--gateway-port', String(gatewayPort), ...(manifest ? ['--manifest', manifest] : [])], {
     detached: true,
     stdio: ['ignore', out, out],
     // Tuned for the daemon (api/paths.ts); the cells get the user's values back.

@@ -112,11 +112,11 @@ program
     let stopped: Promise<void> | null = null;
     if (opts.foreground) {
       const { runDaemon } = await import('../daemon/index.js');
-      const running = await runDaemon({ home: cellHome, gatewayPort: mesh.gateway.port, foreground: true });
+      const running = await runDaemon({ home: cellHome, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: file });
       stopped = running.stopped;
     } else {
       const { ensureDaemon } = await import('./daemon-control.js');
-      await ensureDaemon(cellHome, mesh.gateway.port, progress);
+      await ensureDaemon(cellHome, mesh.gateway.port, progress, file);
     }
     const client = api();
     progress(`applying ${file}`);

@@ -14,7 +14,10 @@ export class ControlPlaneFile {
   constructor(
     private readonly path: string,
     private readonly clock: Clock,
-    private readonly debounceMs = 25,
+    // A cold start of 100 cells changes state for seconds on end: at 25 ms this wrote (and
+    // fsynced) the whole snapshot ~130 times, CPU taken from the cells starting. The store is
+    // the source of truth for readoption; this file may lag by this much.
+    private readonly debounceMs = 100,
   ) {}
 
   private closed = false;

@@ -24,6 +24,8 @@ export interface DaemonOptions {
   /** Fixed gateway port (manifest `gateway.port`); 0 picks a free one. */
   gatewayPort: number;
   driver?: ProcessDriver;
+  /** The manifest `cell up` is about to apply: parsed while the kernel boots (ManifestParser.prefetch). */
+  manifestHint?: string;
 }
 
 interface KernelState {
@@ -35,6 +37,8 @@ const DESIRED_PREFIX = 'desired/cells/';
 const LATEST_PREFIX = 'builder/latest/';
 const BUILT_PREFIX = 'builder/built/';
 const LKG_PREFIX = 'discovery/lkg/';
+/** How long a change of endpoints waits for more before the gateway's long poll answers. */
+const ENDPOINT_BATCH_MS = 50;
 
 
 /**
@@ -124,8 +128,10 @@ export class Daemon {
    * `bootEdge` runs gateway and observer.
    */
   async boot(): Promise<void> {
-    // `cell up` sends a manifest right after boot: load the parser meanwhile, on the other core.
-    this.manifests.prewarm();
+    // `cell up` sends a manifest right after boot: parse it (or at least load the parser)
+    // meanwhile, on the other core.
+    if (this.o.manifestHint) this.manifests.prefetch(this.o.manifestHint);
+    else this.manifests.prewarm();
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);
@@ -432,7 +438,11 @@ export class Daemon {
     this.endpointWaiters.clear();
   }
 
-  /** Long-poll: resolves when the endpoint revision passes `after`, or after `waitMs`. */
+  /**
+   * Long-poll: resolves when the endpoint revision passes `after`, or after `waitMs`. A change
+   * answers after ENDPOINT_BATCH_MS, so that a burst (100 instances becoming ready in a cold
+   * start) reaches the gateway as a few full lists rather than one per instance.
+   */
   waitEndpoints(after: number, waitMs: number): Promise<void> {
     if (this.endpointsRevision > after || this.shuttingDown) return Promise.resolve();
     return new Promise((resolve) => {
@@ -442,7 +452,8 @@ export class Daemon {
       });
       const wake = () => {
         cancel();
-        resolve();
+        if (this.shuttingDown) resolve();
+        else this.o.clock.setTimer(ENDPOINT_BATCH_MS, resolve);
       };
       this.endpointWaiters.add(wake);
     });

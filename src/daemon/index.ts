@@ -13,6 +13,8 @@ export { UnknownCellError, DaemonAlreadyRunningError } from './errors.js';
 export interface RunDaemonOptions {
   home: string;
   gatewayPort?: number;
+  /** The manifest about to be applied, parsed while the kernel boots. */
+  manifestHint?: string;
   /** In the foreground, Ctrl-C (SIGINT) runs a full `cell down`; in the background it only detaches. */
   foreground?: boolean;
 }
@@ -29,7 +31,7 @@ export interface RunningDaemon {
  */
 export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   const paths = cellHomePaths(o.home);
-  const daemon = new Daemon({ home: o.home, clock: systemClock, gatewayPort: o.gatewayPort ?? 0 });
+  const daemon = new Daemon({ home: o.home, clock: systemClock, gatewayPort: o.gatewayPort ?? 0, manifestHint: o.manifestHint });
   const releaseLock = acquireDaemonLock(paths.lock, o.home);
   removeStaleTempFiles(paths.controlPlane);
   // Clock timers and children are unref'd; this keeps the process alive until the daemon stops.

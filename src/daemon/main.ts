@@ -1,6 +1,6 @@
 /**
  * Entry point of the background daemon, started by `cell up`:
- *   node dist/daemon/main.js --home <CELL_HOME> [--gateway-port N]
+ *   node dist/daemon/main.js --home <CELL_HOME> [--gateway-port N] [--manifest FILE]
  */
 import { resolveCellHome } from '../api/index.js';
 import { runDaemon } from './index.js';
@@ -12,8 +12,9 @@ function arg(name: string): string | undefined {
 
 const home = resolveCellHome(arg('--home'));
 const gatewayPort = Number(arg('--gateway-port') ?? '0');
+const manifestHint = arg('--manifest');
 
-runDaemon({ home, gatewayPort })
+runDaemon({ home, gatewayPort, manifestHint })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
   .catch((err) => {
     process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);

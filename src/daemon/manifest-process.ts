@@ -8,7 +8,7 @@
  * can start it while it boots (see ManifestParser): by the time `cell up` sends the manifest, the
  * module loading is done. It parses one file and exits; an unused one exits on its own.
  */
-import { loadManifest } from '../manifest/index.js';
+import { loadManifest, parseManifest } from '../manifest/index.js';
 
 /** A warm parser nobody asked to parse anything stops holding its memory after this long. */
 const IDLE_EXIT_MS = 15_000;
@@ -18,11 +18,12 @@ const IDLE_EXIT_MS = 15_000;
 if (!process.connected) process.exit(0);
 process.once('disconnect', () => process.exit(0));
 const idle = setTimeout(() => process.exit(0), IDLE_EXIT_MS);
-process.once('message', (file: string) => {
+// A file name to read, or the text the daemon read (a prefetch, compared again at apply time).
+process.once('message', (msg: string | { file: string; text: string }) => {
   clearTimeout(idle);
   let reply: object;
   try {
-    reply = { ok: true, mesh: loadManifest(file) };
+    reply = { ok: true, mesh: typeof msg === 'string' ? loadManifest(msg) : parseManifest(msg.text, msg.file) };
   } catch (err) {
     const json = typeof (err as { toJSON?: () => unknown }).toJSON === 'function' ? (err as { toJSON: () => object }).toJSON() : {};
     reply = { ok: false, error: { ...json, name: (err as Error).name, message: (err as Error).message } };

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { MeshSpec } from '../manifest/index.js';
 
@@ -26,12 +27,54 @@ type ParserReply = { ok: true; mesh: MeshSpec } | { ok: false; error: { name: st
  */
 export class ManifestParser {
   private warm: ChildProcess | null = null;
+  private prefetched: { file: string; text: string; mesh: Promise<MeshSpec> } | null = null;
 
   prewarm(): void {
     if (!this.warm) this.warm = this.start();
   }
 
-  parse(file: string): Promise<MeshSpec> {
+  /**
+   * Starts parsing `file` now, ahead of its apply: `cell up` names the manifest when it starts the
+   * daemon, so the parse runs while the kernel boots. `parse(file)` takes this result only if the
+   * file still has the same text (and the parse succeeded: a failure is redone, in case a `cwd` it
+   * found missing exists by then).
+   */
+  prefetch(file: string): void {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return; // The apply will report it, with the parser's own words.
+    }
+    const child = this.warm ?? this.start();
+    this.warm = null;
+    const mesh = this.parseIn(child, file, { file, text });
+    mesh.catch(() => {});
+    this.prefetched = { file, text, mesh };
+  }
+
+  async parse(file: string): Promise<MeshSpec> {
+    const prefetched = this.prefetched;
+    this.prefetched = null;
+    if (prefetched && prefetched.file === file) {
+      let text: string | null = null;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        // Gone or unreadable now: the fresh parse below says so.
+      }
+      if (text === prefetched.text) {
+        try {
+          return await prefetched.mesh;
+        } catch {
+          // Parsed again below, with what is on disk now.
+        }
+      }
+    }
+    return this.parseFresh(file);
+  }
+
+  private parseFresh(file: string): Promise<MeshSpec> {
     const warm = this.warm;
     this.warm = null;
     // A warm parser may be on its way out after its idle timeout: then parse in a fresh one.
@@ -45,7 +88,7 @@ export class ManifestParser {
     this.warm = null;
   }
 
-  private parseIn(child: ChildProcess, file: string): Promise<MeshSpec> {
+  private parseIn(child: ChildProcess, file: string, message: string | { file: string; text: string } = file): Promise<MeshSpec> {
     return new Promise((resolve, reject) => {
       let settled = false;
       child.once('message', (msg: ParserReply) => {
@@ -57,7 +100,7 @@ export class ManifestParser {
         if (!settled) reject(new ParserGoneError(`manifest parser exited (${signal ?? `code ${code}`}) before parsing ${file}`));
       });
       if (!child.connected) reject(new ParserGoneError(`manifest parser exited before parsing ${file}`));
-      else child.send(file);
+      else child.send(message);
     });
   }
 
