@@ -7,7 +7,8 @@ export const STARTER_MANIFEST = `# cell.yaml: the cells of this mesh. Run \`cell
 
 cells:
   db:
-    # A command line, run as /bin/sh -c "exec <run>": $PORT expands, the pid is the program's own.
+    # A command line, run as /bin/sh -c "exec <run>" would: $PORT expands, the pid is the
+    # program's own. (A line with no shell syntax but $VARS is started without the shell.)
     run: python3 -m http.server $PORT --bind 127.0.0.1
     health:
       tcp: {}             # the port accepts connections (port defaults to $PORT)
