@@ -49,7 +49,7 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     cells: 100,
     crashes: 10,
-    idleSeconds: 10,
+    idleSeconds: 20,
     settleSeconds: 15,
     statusRuns: 10,
     pollMs: 10,
@@ -58,7 +58,7 @@ function parseArgs(argv: string[]): Options {
     keep: false,
     keepEnv: false,
     noBare: false,
-    budgetSeconds: 260,
+    budgetSeconds: 300,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -84,8 +84,8 @@ function parseArgs(argv: string[]): Options {
       case '-h':
       case '--help':
         process.stdout.write(
-          'usage: node --import tsx bench/lifecycle.ts [--cells 100] [--crashes 10] [--idle-seconds 10] [--settle-seconds 15]\n' +
-            '         [--status-runs 10] [--poll-ms 10] [--poll-budget 1500] [--only cell|pm2] [--no-bare] [--keep] [--keep-env] [--budget-seconds 260]\n',
+          'usage: node --import tsx bench/lifecycle.ts [--cells 100] [--crashes 10] [--idle-seconds 20] [--settle-seconds 15]\n' +
+            '         [--status-runs 10] [--poll-ms 10] [--poll-budget 1500] [--only cell|pm2] [--no-bare] [--keep] [--keep-env] [--budget-seconds 300]\n',
         );
         process.exit(0);
       default:

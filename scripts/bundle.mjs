@@ -7,6 +7,7 @@
 // Paths that code computes from import.meta.url stay right because every bundle lands at the
 // depth of its entry (dist/<part>/<file>.js) and such paths are written as '../<part>/<file>.js'.
 import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +20,9 @@ const sdkAsExternal = {
     b.onResolve({ filter: /\/sdk\/index\.js$/ }, (args) => (args.importer.includes('/src/sdk/') ? undefined : { path: args.path, external: true }));
   },
 };
+
+// Chunk names carry a content hash: drop the previous build's, or they pile up.
+rmSync(join(root, 'dist', 'chunks'), { recursive: true, force: true });
 
 await build({
   absWorkingDir: root,

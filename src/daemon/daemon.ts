@@ -201,7 +201,8 @@ export class Daemon {
       this.store.sweepExpired(this.now());
     });
     this.every(10_000, () => this.rotateLogs());
-    this.every(5000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
+    // Any change of state is written at once (debounced); this only refreshes last_health.
+    this.every(15_000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
     this.scheduleVersionLoop();
     this.kernelReady('observer');
     this.supervisor.setStartGate(() => true);
