@@ -472,7 +472,12 @@ export class Supervisor {
     this.probesInFlight.add(key);
     probeHttpThen(check, rec.port, (result) => {
       this.probesInFlight.delete(key);
-      this.applyProbe(key, pid, spec, result, 0);
+      // Called from a socket's read: a throw here (the store failing a write) would be uncaught.
+      try {
+        this.applyProbe(key, pid, spec, result, 0);
+      } catch (err) {
+        this.o.log.error({ cell: rec.cell, instance: rec.index, err: (err as Error).message }, 'could not take a probe result');
+      }
     });
   }
 
