@@ -59,15 +59,30 @@ export const DAEMON_ENV_TUNING: Readonly<Record<string, string>> = {
 /** The user's own values of the tuned variables (JSON; null for unset) travel in this variable. */
 export const USER_ENV_VAR = 'CELL_USER_ENV';
 
-/** The environment to start the daemon with, from the user's. */
-export function daemonEnv(user: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/**
+ * Where `bin/cell` (the shell wrapper) keeps the user's NODE_EXTRA_CA_CERTS, which it empties for
+ * the CLI's own node. Whatever reads "the user's environment" reads through this.
+ */
+export const USER_CA_CERTS_VAR = 'CELL_USER_NODE_EXTRA_CA_CERTS';
+
+/** `env` as the user had it, before bin/cell emptied NODE_EXTRA_CA_CERTS for the CLI. */
+function userEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env[USER_CA_CERTS_VAR] === undefined) return env;
+  const user: NodeJS.ProcessEnv = { ...env, NODE_EXTRA_CA_CERTS: env[USER_CA_CERTS_VAR] };
+  delete user[USER_CA_CERTS_VAR];
+  return user;
+}
+
+/** The environment to start the daemon with, from the CLI's. */
+export function daemonEnv(cliEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const user = userEnv(cliEnv);
   const saved = Object.fromEntries(Object.keys(DAEMON_ENV_TUNING).map((k) => [k, user[k] ?? null]));
   return { ...user, ...DAEMON_ENV_TUNING, [USER_ENV_VAR]: JSON.stringify(saved) };
 }
 
 /** The environment cells inherit: the daemon's own, with the daemon-only tuning undone. */
 export function cellBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  const base = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  const base = Object.fromEntries(Object.entries(userEnv(env)).filter((e): e is [string, string] => e[1] !== undefined));
   const savedJson = base[USER_ENV_VAR];
   if (savedJson === undefined) return base;
   delete base[USER_ENV_VAR];

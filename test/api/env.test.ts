@@ -17,3 +17,13 @@ test('api - a foreground daemon (no saved user values) passes the environment th
   assert.deepEqual(cellBaseEnv({ MALLOC_ARENA_MAX: '8', PATH: '/bin' }), { MALLOC_ARENA_MAX: '8', PATH: '/bin' });
   assert.deepEqual(cellBaseEnv({ PATH: '/bin', CELL_USER_ENV: 'not json' }), { PATH: '/bin' });
 });
+
+test('api - bin/cell emptied NODE_EXTRA_CA_CERTS for the CLI: the daemon and the cells still get the user value', () => {
+  const cli = { PATH: '/bin', NODE_EXTRA_CA_CERTS: '', CELL_USER_NODE_EXTRA_CA_CERTS: '/etc/ssl/corp.pem' };
+  const daemon = daemonEnv(cli);
+  assert.equal(daemon.NODE_EXTRA_CA_CERTS, '');
+  assert.equal(daemon.CELL_USER_NODE_EXTRA_CA_CERTS, undefined, 'folded into the saved user values');
+  assert.deepEqual(cellBaseEnv(daemon), { PATH: '/bin', NODE_EXTRA_CA_CERTS: '/etc/ssl/corp.pem' });
+  // A foreground daemon runs in the CLI's own process.
+  assert.deepEqual(cellBaseEnv(cli), { PATH: '/bin', NODE_EXTRA_CA_CERTS: '/etc/ssl/corp.pem' });
+});

@@ -165,3 +165,35 @@ cells:
   assert.equal(after.pid, pid, 'the running instance is untouched');
   assert.equal(after.state, 'ready');
 });
+
+test('e2e commands - the installed cell command: daemon and gateway skip the CA bundle, cells get the user value', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  env:
+    run: node fixtures/forever.mjs
+`);
+  const userCa = join(mesh.dir, 'corp-ca.pem');
+  appendFileSync(userCa, '');
+  const up = await mesh.cell(['up'], { command: true, env: { NODE_EXTRA_CA_CERTS: userCa } });
+  assert.equal(up.code, 0, up.stderr);
+  const environOf = (pid: number) =>
+    Object.fromEntries(
+      readFileSync(`/proc/${pid}/environ`, 'utf8')
+        .split('\0')
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    );
+  const status = await mesh.json<{ daemon: { pid: number } }>(['status']);
+  const ps = await mesh.ps();
+  const cell = ps.find((p) => p.cell === 'env')!;
+  const gateway = ps.find((p) => p.cell === 'gateway')!;
+  assert.equal(environOf(status.daemon.pid).NODE_EXTRA_CA_CERTS, '', 'the daemon starts without parsing the bundle');
+  assert.equal(environOf(gateway.pid!).NODE_EXTRA_CA_CERTS, '', 'so does the gateway');
+  const cellEnv = environOf(cell.pid!);
+  assert.equal(cellEnv.NODE_EXTRA_CA_CERTS, userCa, 'the cell runs with the user value');
+  assert.equal(cellEnv.CELL_USER_NODE_EXTRA_CA_CERTS, undefined);
+  assert.equal(cellEnv.CELL_USER_ENV, undefined);
+  const st = await mesh.cell(['status'], { command: true, env: { NODE_EXTRA_CA_CERTS: userCa } });
+  assert.equal(st.code, 0, st.stderr);
+  assert.match(st.stdout, /env\s+cell\s+● ready/);
+});

@@ -6,6 +6,8 @@ import { request } from 'node:http';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CELL_BIN = join(ROOT, 'bin/cell.js');
+/** The `cell` command as npm installs it: the shell wrapper around bin/cell.js. */
+export const CELL_COMMAND = join(ROOT, 'bin/cell');
 export const FIXTURES = join(ROOT, 'test/fixtures');
 
 export interface CliResult {
@@ -74,11 +76,12 @@ export class MeshHarness implements AsyncDisposable {
     return file;
   }
 
-  cell(args: string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+  /** Runs `node bin/cell.js <args>`, or with `command: true` the installed `bin/cell` wrapper. */
+  cell(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; command?: boolean } = {}): Promise<CliResult> {
     return new Promise((resolvePromise, reject) => {
-      const child = spawn(process.execPath, [CELL_BIN, ...args], {
+      const child = spawn(opts.command ? CELL_COMMAND : process.execPath, opts.command ? args : [CELL_BIN, ...args], {
         cwd: this.dir,
-        env: { ...process.env, CELL_HOME: this.home },
+        env: { ...process.env, ...opts.env, CELL_HOME: this.home },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
