@@ -19,7 +19,7 @@ const EXPANSION = /\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})/g
 /**
  * The argv of a `run` line that a shell would only split on spaces and expand variables in
  * (`node server.js --port $PORT`), or null when it needs a shell (quotes, operators, globs, a
- * leading assignment, anything unusual). Such lines are started directly: the same process a
+ * leading assignment, a variable whose value sh would split or glob, anything unusual). Such lines are started directly: the same process a
  * shell's `exec` would leave, without the shell's own fork-exec first (~2 ms of CPU each, which
  * adds up in a burst of 100 starts and is on the path of every crash recovery).
  */
@@ -31,7 +31,14 @@ export function directArgv(command: string, env: Record<string, string>): string
     const rest = word.replace(EXPANSION, '');
     // A `$` or brace left over is syntax this does not handle ($1, $$, ${X:-y}, {a,b}).
     if (rest.includes('$') || rest.includes('{') || rest.includes('}')) return null;
-    const expanded = word.replace(EXPANSION, (_m, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? '');
+    let splits = false;
+    const expanded = word.replace(EXPANSION, (_m, a: string | undefined, b: string | undefined) => {
+      const value = env[(a ?? b)!] ?? '';
+      // sh would split an unquoted value on blanks and expand globs in it: leave those to sh.
+      if (/[\s*?[\]]/.test(value)) splits = true;
+      return value;
+    });
+    if (splits) return null;
     // An unquoted expansion to nothing is no word at all, as in sh.
     if (expanded !== '') words.push(expanded);
   }

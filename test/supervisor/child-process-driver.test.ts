@@ -203,7 +203,7 @@ test('driver - signalGroup refuses pids that would signal more than one group', 
 });
 
 test('child process driver - plain run lines start without a shell, anything else through /bin/sh', () => {
-  const env = { PORT: '8080', DIR: '/srv/app', EMPTY: '' };
+  const env = { PORT: '8080', DIR: '/srv/app', EMPTY: '', OPTS: '--a --b', GLOB: 'src/*.js' };
   assert.deepEqual(directArgv('node server.js --port $PORT', env), ['node', 'server.js', '--port', '8080']);
   assert.deepEqual(directArgv('python3  -m http.server ${PORT}', env), ['python3', '-m', 'http.server', '8080']);
   assert.deepEqual(directArgv('$DIR/bin/serve --dir=$DIR/www $EMPTY $UNSET', env), ['/srv/app/bin/serve', '--dir=/srv/app/www']);
@@ -222,6 +222,8 @@ test('child process driver - plain run lines start without a shell, anything els
     '~/bin/serve',
     'echo `date`',
     '$EMPTY',
+    'node a.js $OPTS',
+    'node $GLOB',
   ]) {
     assert.equal(directArgv(needsShell, env), null, needsShell);
   }
