@@ -64,12 +64,11 @@ class Deadlines {
     this.timer = null;
     this.armedFor = Infinity;
     const now = Date.now();
+    for (const conn of [...this.pending]) if (conn.deadline <= now) conn.timeOut();
+    // A check started meanwhile (a retry from a callback) may have armed the timer already.
     let next = Infinity;
-    for (const conn of [...this.pending]) {
-      if (conn.deadline <= now) conn.timeOut();
-      else next = Math.min(next, conn.deadline);
-    }
-    if (next < Infinity && this.pending.size > 0) this.arm(next);
+    for (const conn of this.pending) next = Math.min(next, conn.deadline);
+    if (next < this.armedFor) this.arm(next);
   }
 }
 
