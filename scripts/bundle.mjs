@@ -1,4 +1,4 @@
-// Bundles each process entry point (CLI, daemon, manifest worker, gateway) into one file, written
+// Bundles each process entry point (CLI, daemon, manifest parser, gateway) into one file, written
 // over tsc's output at the same path under dist/. Why: node 20 loads an ESM graph file by file
 // (zod alone is ~100 files and 120 ms here); one file per process starts 3-4x faster, which is
 // most of `cell status` and of the time before the first cell is spawned. tsc still emits every
