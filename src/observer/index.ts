@@ -1,4 +1,4 @@
-import type { Store } from '../store/index.js';
+import type { Store, TxnOp } from '../store/index.js';
 import type { TransitionEvent } from '../reconciler/index.js';
 
 /**
@@ -19,9 +19,18 @@ export class EventLog {
   ) {}
 
   append(event: TransitionEvent): void {
+    this.appendWith(event, []);
+  }
+
+  /**
+   * Appends `event` in the same commit as `ops`: the supervisor writes an instance's new record
+   * and the transition that led to it together (one commit instead of two, ~400 fewer in a cold
+   * start of 100 cells).
+   */
+  appendWith(event: TransitionEvent, ops: TxnOp[]): void {
     // Time first, then a per-daemon sequence: keys sort in commit order across daemon restarts.
     const key = `events/${String(event.at).padStart(15, '0')}-${String(this.seq++).padStart(8, '0')}-${process.pid}`;
-    this.store.put(key, event, { now: event.at, ttlMs: this.retentionMs });
+    this.store.txn([], [...ops, { op: 'put', key, value: event, ttlMs: this.retentionMs }], event.at);
     if (this.seq % Math.max(1, Math.floor(this.maxEvents / 10)) === 0) this.trim(event.at);
   }
 

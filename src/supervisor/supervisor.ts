@@ -706,9 +706,11 @@ export class Supervisor {
     const prev = this.records.get(key);
     this.records.set(key, next);
     const now = this.o.clock.now();
-    this.o.store.put(`${RECORD_PREFIX}${key}`, next, { now });
     if (!prev || prev.state !== next.state) {
-      this.o.events.append({ at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid });
+      const record = { op: 'put' as const, key: `${RECORD_PREFIX}${key}`, value: next };
+      this.o.events.appendWith({ at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, [record]);
+    } else {
+      this.o.store.put(`${RECORD_PREFIX}${key}`, next, { now });
     }
     this.o.onChange?.();
   }

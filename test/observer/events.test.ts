@@ -15,3 +15,16 @@ test('observer - the event log keeps order and caps its size', () => {
   assert.equal(log.list(1000 + 3600_000 + 1000).length, 0, 'expired after the retention');
   store.close();
 });
+
+test('observer - appendWith commits the event and the caller ops together, in one revision', () => {
+  const store = openSqliteStore(':memory:');
+  const log = new EventLog(store, 3600_000, 100);
+  const before = store.revision();
+  log.appendWith({ at: 1000, cell: 'api', instance: 0, from: 'launching', to: 'ready', reason: 'healthy', pid: 42 }, [{ op: 'put', key: 'instances/api/0', value: { state: 'ready' } }]);
+  assert.equal(store.revision(), before + 1, 'one commit');
+  const record = store.get('instances/api/0', 1000)!;
+  const [event] = store.list('events/', 1000);
+  assert.equal(record.revision, event.revision);
+  assert.deepEqual(log.list(1000).map((e) => `${e.cell}.${e.instance} ${e.from}->${e.to}`), ['api.0 launching->ready']);
+  store.close();
+});
