@@ -8,7 +8,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CheckPort } from '../manifest/index.js';
 import type { ProbeResult, ProbeTarget } from './types.js';
-import { checkHttp, checkHttpThen, closeHttpProbeConnections, type HttpCheckResult } from './http-probe.js';
+import { checkHttpThen, closeHttpProbeConnections, type HttpCheckResult } from './http-probe.js';
 
 export interface ProbeOptions {
   /** Cancels the probe; it then resolves with `ok: false, detail: 'aborted'`. */
@@ -120,10 +120,15 @@ function stopDetail(reason: 'timeout' | 'abort', timeoutMs: number): string {
   return reason === 'abort' ? 'aborted' : `timed out after ${timeoutMs}ms`;
 }
 
-async function probeHttp(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {
-  if (signal?.aborted) return { ok: false, level: 'process', detail: 'aborted' };
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, level: 'process', detail: `port out of range: ${port}` };
-  return httpOutcome(await checkHttp(port, path, timeoutMs, signal), path);
+function probeHttp(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {
+  return new Promise((resolve) => checkHttpOutcome(port, path, timeoutMs, signal, resolve));
+}
+
+/** The one http check behind both `probe` and `probeHttpThen`: the outcome goes to `done`. */
+function checkHttpOutcome(port: number, path: string, timeoutMs: number, signal: AbortSignal | undefined, done: (outcome: Outcome) => void): void {
+  if (signal?.aborted) return done({ ok: false, level: 'process', detail: 'aborted' });
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return done({ ok: false, level: 'process', detail: `port out of range: ${port}` });
+  checkHttpThen(port, path, timeoutMs, (result) => done(httpOutcome(result, path)), signal);
 }
 
 function httpOutcome(result: HttpCheckResult, path: string): Outcome {
@@ -137,14 +142,8 @@ function httpOutcome(result: HttpCheckResult, path: string): Outcome {
  * this for the checks of ready instances, the bulk of a daemon's steady work.
  */
 export function probeHttpThen(spec: { port: CheckPort; path: string; timeoutMs: number }, instancePort: number, done: (result: ProbeResult) => void): void {
-  const port = resolveCheckPort(spec, instancePort);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    done({ ok: false, level: 'process', detail: `port out of range: ${port}`, durationMs: 0 });
-    return;
-  }
   const started = Date.now();
-  checkHttpThen(port, spec.path, spec.timeoutMs, (check) => {
-    const outcome = httpOutcome(check, spec.path);
+  checkHttpOutcome(resolveCheckPort(spec, instancePort), spec.path, spec.timeoutMs, undefined, (outcome) => {
     const result: ProbeResult = { ok: outcome.ok, level: outcome.level, durationMs: Date.now() - started };
     if (outcome.detail !== undefined) result.detail = outcome.detail;
     done(result);
