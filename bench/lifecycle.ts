@@ -590,6 +590,8 @@ interface ToolResult {
   cells: number;
   cold_start_ms: number;
   cli_return_ms: number;
+  /** CPU seconds the daemon used from its start to the end of the cold start. */
+  daemon_cpu_during_start_s: number | null;
   start_breakdown: Record<string, number | null> | null;
   crash_recovery_ms: number[];
   crash_recovery_median_ms: number;
@@ -646,6 +648,11 @@ async function benchTool(d: ToolDriver, o: Options): Promise<ToolResult> {
 
   const daemonPid = await d.daemonPid();
   const extras = await d.extraPids();
+  // All the daemon did since it started (it started with this cold start): the CPU it took from
+  // the cells booting on the same cores.
+  const startCpuTicks = procStat(daemonPid)?.cpuTicks;
+  const daemonStartCpuS = startCpuTicks === undefined ? null : Math.round((startCpuTicks / clkTck) * 100) / 100;
+  log(`${d.name}: daemon CPU so far ${daemonStartCpuS ?? '?'} s`);
 
   // 2. idle cost
   log(`${d.name}: settling ${o.settleSeconds} s, then idle window of ${o.idleSeconds} s`);
@@ -698,6 +705,7 @@ async function benchTool(d: ToolDriver, o: Options): Promise<ToolResult> {
     cells: o.cells,
     cold_start_ms: round(coldStartMs),
     cli_return_ms: round(cliMs),
+    daemon_cpu_during_start_s: daemonStartCpuS,
     start_breakdown: breakdown,
     crash_recovery_ms: crashMs.map((x) => round(x)),
     crash_recovery_median_ms: round(median(crashMs)),
@@ -873,7 +881,7 @@ function printTable(rows: Row[], c: ToolResult | null, p: ToolResult | null, f: 
   for (const t of [c, p]) {
     if (!t) continue;
     extra.push(
-      `${t.tool}: start command returned after ${Math.round(t.cli_return_ms)} ms; crash recovery ${Math.min(...t.crash_recovery_ms)}-${Math.max(...t.crash_recovery_ms)} ms; ` +
+      `${t.tool}: start command returned after ${Math.round(t.cli_return_ms)} ms; daemon CPU during the start ${t.daemon_cpu_during_start_s ?? '?'} s; crash recovery ${Math.min(...t.crash_recovery_ms)}-${Math.max(...t.crash_recovery_ms)} ms; ` +
         `${t.status_command} ${Math.min(...t.status_ms)}-${Math.max(...t.status_ms)} ms; RSS of the ${t.cells} instances ${round(t.instances_rss_bytes_total / 1048576)} MiB`,
     );
   }

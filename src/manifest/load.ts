@@ -15,6 +15,7 @@ import { ManifestError } from './errors.js';
 import { CHECK_KINDS, DEFAULTS, exclusiveChecksReason, knownKeysAt, manifestObject, reasonFor, type RawCell } from './schema.js';
 import { suggestKey } from './suggest.js';
 import type { CellSpec, HealthSpec, MeshSpec } from './types.js';
+import { readYamlQuickly } from './quick-yaml.js';
 import { formatKeyPath, locatePath, nodeAtPath, pathAtOffset, type KeyPath } from './yaml-path.js';
 
 /** One thing wrong with the manifest, before it gets a line and column. */
@@ -52,8 +53,40 @@ export function loadManifest(file: string): MeshSpec {
  * Throws ManifestError for the first problem found.
  */
 export function parseManifest(text: string, file: string): MeshSpec {
-  const lineCounter = new LineCounter();
   const source = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  return parseQuickly(source, file) ?? parseWithPositions(source, file);
+}
+
+/**
+ * The common case, a manifest with nothing wrong, read without node positions (quick-yaml.ts).
+ * `undefined` at the first doubt or problem: parseWithPositions then decides, and names the place.
+ */
+function parseQuickly(source: string, file: string): MeshSpec | undefined {
+  const raw = readYamlQuickly(source);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
+  const parsed = manifestObject.safeParse(raw, { error: reasonFor });
+  if (!parsed.success) return undefined;
+  const data = parsed.data;
+  const absFile = path.resolve(file);
+  const dir = path.dirname(absFile);
+  if (checkDirectories(data.cells, dir).length > 0 || checkDependencies(data.cells).length > 0) return undefined;
+  const cells = Object.entries(data.cells).map(([name, cell]) => toCellSpec(name, cell, dir));
+  let graph: DependencyGraph;
+  try {
+    graph = new DependencyGraph(cells);
+  } catch {
+    return undefined;
+  }
+  if (graph.findCycle()) return undefined;
+  return toMeshSpec(absFile, cells, data);
+}
+
+/**
+ * The same reading with the `yaml` library, which keeps every node's position: slower, and the
+ * one that reports problems, at the line, column and key they are at.
+ */
+export function parseWithPositions(source: string, file: string): MeshSpec {
+  const lineCounter = new LineCounter();
   const doc = parseDocument(source, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
 
   const fail = (problem: Problem): never => {
@@ -91,7 +124,7 @@ export function parseManifest(text: string, file: string): MeshSpec {
   const absFile = path.resolve(file);
   const dir = path.dirname(absFile);
   const cells = Object.entries(data.cells).map(([name, cell]) => {
-    const spec = toCellSpec(name, cell, dir, lineCounter.linePos(locatePath(doc, ['cells', name]).offset).line);
+    const spec = toCellSpec(name, cell, dir);
     keepNumbersAsWritten(doc, source, name, spec.env);
     return spec;
   });
@@ -119,9 +152,13 @@ export function parseManifest(text: string, file: string): MeshSpec {
     fail({ path: ['cells'], at: ['cells', cycle[0]], reason: cause.message, cause });
   }
 
+  return toMeshSpec(absFile, cells, data);
+}
+
+function toMeshSpec(absFile: string, cells: CellSpec[], data: z.output<typeof manifestObject>): MeshSpec {
   return {
     file: absFile,
-    dir,
+    dir: path.dirname(absFile),
     cells,
     gateway: { port: data.gateway.port },
     versionCheckIntervalMs: data.version_check_interval,
@@ -254,7 +291,7 @@ function toHealth(h: RawCell['health']): HealthSpec {
   return { kind: 'exec', command: h.exec!, ...timing };
 }
 
-function toCellSpec(name: string, cell: RawCell, dir: string, line: number): CellSpec {
+function toCellSpec(name: string, cell: RawCell, dir: string): CellSpec {
   const spec: CellSpec = {
     name,
     run: cell.run,
@@ -272,7 +309,6 @@ function toCellSpec(name: string, cell: RawCell, dir: string, line: number): Cel
     },
     stop: { signal: cell.stop.signal, timeoutMs: cell.stop.timeout, killAfterMs: cell.stop.kill_after },
     source: [...cell.source],
-    line,
   };
   if (cell.build !== undefined) spec.build = cell.build;
   if (cell.lazy) spec.lazy = true;

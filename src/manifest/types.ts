@@ -65,8 +65,6 @@ export interface CellSpec {
    * waits for it, like socket activation.
    */
   lazy?: boolean;
-  /** 1-based line of the cell's key in the manifest, for error messages. */
-  line?: number;
 }
 
 export interface MeshSpec {
