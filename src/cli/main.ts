@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
+import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
 import type { ApplyResult, CellView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
@@ -26,6 +26,7 @@ const program = new Command();
 program
   .name('cell')
   .description('Run a mesh of services (cells): dependency-ordered start, health checks, restarts, graceful stop.')
+  .version(packageVersion(), '-V, --version', 'print the version of cell')
   .option('-f, --file <path>', 'manifest file (default ./cell.yaml)')
   .option('--home <dir>', 'state directory (default $CELL_HOME or ~/.cell)')
   .showHelpAfterError('(run `cell --help` for usage)');
@@ -141,7 +142,9 @@ async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number
   const deadline = Date.now() + timeoutMs;
   const wanted = new Set(cells);
   for (;;) {
-    const status = await client.get<StatusView>('/v1/status');
+    const asked = Date.now();
+    // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
+    const status = await client.get<StatusView>('/v1/status?wait_settled=500');
     const app = status.cells.filter((c) => wanted.has(c.name));
     const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
     if (notReady.length === 0) return;
@@ -156,7 +159,10 @@ async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number
       endProgress();
       throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map((c) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`).join('; ')}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    // Settled on something this command does not wait for (a cell it did not apply failed):
+    // the daemon answers at once then, so pace the loop.
+    const elapsed = Date.now() - asked;
+    if (elapsed < 100) await new Promise((r) => setTimeout(r, 100 - elapsed));
   }
 }
 

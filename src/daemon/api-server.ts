@@ -82,7 +82,16 @@ export class ApiServer {
 
   constructor(private readonly daemon: Daemon) {
     const d = daemon;
-    this.routes.set('GET /v1/status', (_q, _r, url) => d.status(url.searchParams.get('verbose') === '1'));
+    this.routes.set('GET /v1/status', async (_q, _r, url) => {
+      // ?wait_settled=MS: answer once every applied cell is ready or one has failed, or after MS.
+      const waitSettled = url.searchParams.get('wait_settled');
+      if (waitSettled !== null) {
+        const waitMs = Number(waitSettled);
+        if (!Number.isInteger(waitMs) || waitMs < 0) throw new BadRequestError(`wait_settled must be a number of milliseconds, got ${JSON.stringify(waitSettled)}`, 'wait_settled');
+        await d.waitSettled(Math.min(waitMs, 60_000));
+      }
+      return d.status(url.searchParams.get('verbose') === '1');
+    });
     this.routes.set('GET /v1/ps', (_q, _r, url) => d.ps(url.searchParams.get('usage') === '1'));
     this.routes.set('GET /v1/health', (_q, _r, url) => d.health(url.searchParams.get('cell') ?? undefined));
     this.routes.set('GET /v1/events', (_q, _r, url) => {

@@ -12,7 +12,7 @@ import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
-import { cellBaseEnv, cellHomePaths, instanceLogFile } from '../api/index.js';
+import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
@@ -63,15 +63,6 @@ function loadOrCreateSecret(file: string): string {
   return secret;
 }
 
-export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    return String(pkg.version);
-  } catch {
-    return '0.0.0';
-  }
-}
-
 /**
  * The control plane: the only place that knows every part. It boots the kernel cells in order,
  * turns API calls into changes of desired state, and leaves the rest to the reconciler loop of
@@ -97,6 +88,9 @@ export class Daemon {
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
   private endpointWaiters = new Set<() => void>();
+  /** `cell up` waiting for the mesh to settle (waitSettled). */
+  private settleWaiters = new Set<() => void>();
+  private settleCheckQueued = false;
   private readonly manifests = new ManifestParser();
   endpointsRevision = 0;
 
@@ -154,7 +148,10 @@ export class Daemon {
       logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
       socketOf: (cell, index) => join(this.paths.run, `${cell}.${index}.sock`),
       secret: this.secret,
-      onChange: () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()),
+      onChange: () => {
+        this.controlPlane.schedule(() => this.controlPlaneSnapshot());
+        if (this.settleWaiters.size > 0) this.checkSettled();
+      },
       versionFor: (cell) => this.latestVersion(cell),
     });
     const desired = this.loadDesired();
@@ -460,6 +457,50 @@ export class Daemon {
     });
   }
 
+  // ---------------------------------------------------------------- settling (cell up)
+
+  /**
+   * Whether the applied mesh has settled: every cell `cell up` waits for (all but lazy cells not
+   * yet activated) has all its instances ready, or one of them has failed.
+   */
+  isSettled(): boolean {
+    const ready = new Map<string, number>();
+    for (const r of this.supervisor.instances()) {
+      if (isKernelCell(r.cell)) continue;
+      if (r.state === 'failed') return true;
+      if (r.state === 'ready') ready.set(r.cell, (ready.get(r.cell) ?? 0) + 1);
+    }
+    return this.appCells().every((d) => (d.spec.lazy && !d.activated) || (ready.get(d.spec.name) ?? 0) >= d.spec.instances);
+  }
+
+  /**
+   * Long-poll for `cell up`: resolves once the mesh has settled (isSettled), or after `waitMs`
+   * so that the caller can show progress. Checked once per event-loop turn of state changes, not
+   * per change: a cold start of 100 cells makes ~300.
+   */
+  waitSettled(waitMs: number): Promise<void> {
+    if (this.shuttingDown || this.isSettled()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        cancel();
+        this.settleWaiters.delete(done);
+        resolve();
+      };
+      const cancel = this.o.clock.setTimer(waitMs, done);
+      this.settleWaiters.add(done);
+    });
+  }
+
+  private checkSettled(): void {
+    if (this.settleCheckQueued) return;
+    this.settleCheckQueued = true;
+    setImmediate(() => {
+      this.settleCheckQueued = false;
+      if (!this.shuttingDown && !this.isSettled()) return;
+      for (const done of [...this.settleWaiters]) done();
+    });
+  }
+
   // ---------------------------------------------------------------- discovery
 
   private rememberEndpoints(registryKey: string): void {
@@ -606,10 +647,17 @@ export class Daemon {
 
   status(verbose = false): StatusView {
     const records = this.supervisor.instances();
+    const byCell = new Map<string, InstanceRecord[]>();
+    for (const r of records) {
+      const list = byCell.get(r.cell);
+      if (list) list.push(r);
+      else byCell.set(r.cell, [r]);
+    }
+    const recordsOf = (cell: string) => byCell.get(cell) ?? [];
     const cells: CellView[] = [];
     for (const name of KERNEL_CELLS) {
       if (name === 'gateway') {
-        const recs = records.filter((r) => r.cell === 'gateway');
+        const recs = recordsOf('gateway');
         cells.push(this.cellView('gateway', 'kernel', recs, 1, [], this.version, this.version, verbose));
         continue;
       }
@@ -637,12 +685,12 @@ export class Daemon {
     }
     for (const name of order) {
       const d = this.supervisor.desiredCells.get(name)!;
-      const recs = records.filter((r) => r.cell === name);
+      const recs = recordsOf(name);
       cells.push(this.cellView(name, 'cell', recs, d.spec.instances, d.spec.dependsOn, d.version, this.latestVersions.get(name) ?? d.version, verbose));
     }
     const orphanNames = [...new Set(this.supervisor.orphans().map((r) => r.cell))].filter((n) => !isKernelCell(n));
     for (const name of orphanNames) {
-      const recs = records.filter((r) => r.cell === name);
+      const recs = recordsOf(name);
       const view = this.cellView(name, 'cell', recs, 0, [], recs[0]?.version ?? '', recs[0]?.version ?? '', verbose);
       cells.push({ ...view, reason: 'not in the manifest (cell prune stops it)' });
     }

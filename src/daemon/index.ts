@@ -6,7 +6,7 @@ import { Daemon } from './daemon.js';
 import { ApiServer } from './api-server.js';
 import { acquireDaemonLock } from './lock.js';
 
-export { Daemon, packageVersion } from './daemon.js';
+export { Daemon } from './daemon.js';
 export { KERNEL_CELLS, isKernelCell } from './kernel.js';
 export { UnknownCellError, DaemonAlreadyRunningError } from './errors.js';
 

@@ -183,7 +183,7 @@ cells:
         .filter(Boolean)
         .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
     );
-  const status = await mesh.json<{ daemon: { pid: number } }>(['status']);
+  const status = await mesh.json<{ daemon: { pid: number; version: string } }>(['status']);
   const ps = await mesh.ps();
   const cell = ps.find((p) => p.cell === 'env')!;
   const gateway = ps.find((p) => p.cell === 'gateway')!;
@@ -196,4 +196,42 @@ cells:
   const st = await mesh.cell(['status'], { command: true, env: { NODE_EXTRA_CA_CERTS: userCa } });
   assert.equal(st.code, 0, st.stderr);
   assert.match(st.stdout, /env\s+cell\s+● ready/);
+  const version = await mesh.cell(['--version'], { command: true });
+  assert.equal(version.code, 0, version.stderr);
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.equal(version.stdout.trim(), pkg.version);
+  assert.equal(status.daemon.version, pkg.version, 'the daemon reports the same version');
+});
+
+test('e2e commands - cell up returns as soon as the mesh is healthy, and fails naming a crashing or slow cell', async () => {
+  const slowCell = (name: string, readyAfterMs: number) => `
+  ${name}:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "${readyAfterMs}" }
+    health: { http: { path: / }, interval: 5s }`;
+  await using mesh = new MeshHarness(`cells:${slowCell('slow', 1500)}\n`);
+  const t0 = Date.now();
+  const up = await mesh.cell(['up']);
+  const upMs = Date.now() - t0;
+  assert.equal(up.code, 0, up.stderr);
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'slow')?.state, 'ready');
+  // Listening after 1.5 s; the readiness probes ramp up from 20 ms, so the whole command (daemon
+  // start included) returns within ~1 s of that, not at the 5 s health interval.
+  assert.ok(upMs < 5000, `cell up took ${upMs} ms`);
+
+  mesh.writeManifest(`cells:${slowCell('slow', 1500)}
+  crashy:
+    run: node fixtures/crash-after.mjs
+    env: { CRASH_AFTER_MS: "50" }
+    health: { tcp: {} }
+    restart: { backoff: 100ms, max_retries: 1 }
+`);
+  const failed = await mesh.cell(['up', '--timeout', '30s']);
+  assert.equal(failed.code, 1, failed.stderr);
+  assert.match(failed.stderr.trim().split('\n').at(-1)!, /^cell: cells failed: crashy \(.+\); see `cell logs <cell>`$/);
+
+  mesh.writeManifest(`cells:${slowCell('slow', 1500)}${slowCell('slower', 60_000)}\n`);
+  const slow = await mesh.cell(['up', '--timeout', '1s']);
+  assert.equal(slow.code, 1, slow.stderr);
+  assert.match(slow.stderr.trim().split('\n').at(-1)!, /^cell: not healthy after 1s: slower \(launching/);
 });
