@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 import type { Clock } from '../clock/index.js';
 import type { CellSpec } from '../manifest/index.js';
@@ -29,6 +28,7 @@ import {
 } from '../reconciler/index.js';
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
 import { findStrayInstances } from './stray.js';
+import { PortAllocator } from './ports.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -97,6 +97,7 @@ export class Supervisor {
   private readonly lastProbes = new Map<string, LastProbe>();
   private readonly stopsInFlight = new Map<string, Promise<void>>();
   private readonly usedPorts = new Set<number>();
+  private readonly ports = new PortAllocator();
   private tickQueued = false;
   private cancelWake: (() => void) | null = null;
   /** While halted (shutdown, restart of everything), the reconciler starts nothing. */
@@ -278,7 +279,7 @@ export class Supervisor {
     try {
       const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
       if (version !== rec.version) this.update({ ...this.records.get(key)!, version });
-      const port = rec.port || (await this.allocatePort());
+      const port = rec.port || (await this.ports.allocate(this.usedPorts));
       this.usedPorts.add(port);
       const socket = this.o.socketOf(cell, index);
       // A socket file left by the previous run would make the new one fail to listen.
@@ -332,19 +333,6 @@ export class Supervisor {
       CELL_SOCKET: this.o.socketOf(spec.name, index),
       CELL_SECRET: this.o.secret,
     };
-  }
-
-  private allocatePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const server = createServer();
-      server.unref();
-      server.on('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const address = server.address();
-        const port = typeof address === 'object' && address ? address.port : 0;
-        server.close(() => (this.usedPorts.has(port) ? this.allocatePort().then(resolve, reject) : resolve(port)));
-      });
-    });
   }
 
   private attach(key: string, handle: ProcessHandle): void {

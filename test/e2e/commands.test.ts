@@ -4,6 +4,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { MeshHarness, CELL_BIN, waitUntil, processesOfHome, httpGet } from './harness.js';
+import { dynamicPortRange } from '../../src/supervisor/ports.js';
 
 interface Status {
   daemon: { pid: number; gateway: string | null };
@@ -189,6 +190,8 @@ cells:
   const gateway = ps.find((p) => p.cell === 'gateway')!;
   assert.equal(environOf(status.daemon.pid).NODE_EXTRA_CA_CERTS, '', 'the daemon starts without parsing the bundle');
   assert.equal(environOf(gateway.pid!).NODE_EXTRA_CA_CERTS, '', 'so does the gateway');
+  const range = dynamicPortRange();
+  if (range) assert.ok(cell.port! >= range.min && cell.port! <= range.max, `port ${cell.port} in ${range.min}-${range.max}, below the ephemeral ports`);
   const cellEnv = environOf(cell.pid!);
   assert.equal(cellEnv.NODE_EXTRA_CA_CERTS, userCa, 'the cell runs with the user value');
   assert.equal(cellEnv.CELL_USER_NODE_EXTRA_CA_CERTS, undefined);
