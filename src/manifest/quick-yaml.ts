@@ -54,8 +54,10 @@ const coreFloat = new jsYaml.Type('tag:yaml.org,2002:float', {
 
 /**
  * Text where js-yaml reads more leniently than the `yaml` library, or differently: tabs,
- * directives, explicit keys (`? k`), empty keys (`: v`), tags (`!t`), aliases (`*a`), block scalars with an
- * indentation indicator (`|2`), a comment right after a quote or a flow collection (`"a"#c`).
+ * directives, explicit keys (`? k`), empty keys (`: v`), tags (`!t`), aliases (`*a`), block
+ * scalars with an indentation indicator (`|2`), a comment right after a quote or a flow
+ * collection (`"a"#c`). Also found in comments and commands: those manifests just take the
+ * positioned reading.
  */
 const BEYOND_QUICK_READING = /\t|^%|(?:^|[\s[{,])(?:[?!*]|:(?=[\s,\]}]|$))|(?:^|\s)[|>](?:[-+]?[1-9]|[1-9][-+])|["'\]}]#/m;
 
@@ -78,17 +80,17 @@ export function readYamlQuickly(source: string): unknown {
   return raw;
 }
 
-/**
- * Nodes the quick reading is not sure of: with an anchor (`&a`), and quoted or
- * plain scalars and flow collections (`[..]`, `{..}`) that span lines (how far their continuation
- * lines must be indented is where js-yaml is laxer than YAML 1.2; block scalars `|`, `>` and
- * block collections span lines by design).
- */
 /** What js-yaml's state holds of the node just read, beyond what @types/js-yaml declares. */
 interface NodeProperties {
   anchor: string | null;
 }
 
+/**
+ * Nodes the quick reading is not sure of, seen through js-yaml's listener: with an anchor (`&a`),
+ * and quoted or plain scalars and flow collections (`[..]`, `{..}`) that span lines (how far
+ * their continuation lines must be indented is where js-yaml is laxer than YAML 1.2; block
+ * scalars `|`, `>` and block collections span lines by design).
+ */
 class NodeDoubts {
   found = false;
   private readonly opened: { first: string; line: number }[] = [];

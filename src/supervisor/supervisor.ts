@@ -278,13 +278,14 @@ export class Supervisor {
     this.update(rec, isRestart ? 'restart' : 'start');
     try {
       const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
-      if (version !== rec.version) this.update({ ...this.records.get(key)!, version });
       const port = rec.port || (await this.ports.allocate(this.usedPorts));
       this.usedPorts.add(port);
       const socket = this.o.socketOf(cell, index);
       // A socket file left by the previous run would make the new one fail to listen.
       rmSync(socket, { force: true });
-      this.update({ ...this.records.get(key)!, port, socket, sdk: false });
+      // Shown at once (`cell ps`), stored with the pid below: until there is a process, a daemon
+      // that dies loses nothing by not having them on disk (the next one starts the instance anew).
+      this.updateInMemory({ ...this.records.get(key)!, version, port, socket, sdk: false });
       const handle = await this.spawnInTurn(() =>
         this.o.driver.spawn({
           cell,
@@ -700,6 +701,14 @@ export class Supervisor {
     } else {
       this.o.store.put(`${RECORD_PREFIX}${key}`, next, { now });
     }
+    this.o.onChange?.();
+  }
+
+  /** A change of the record that is not its state, kept until the next `update` stores it. */
+  private updateInMemory(next: InstanceRecord): void {
+    const key = instanceKey(next.cell, next.index);
+    if (this.records.get(key)?.state !== next.state) throw new Error(`updateInMemory cannot change the state of ${key}`);
+    this.records.set(key, next);
     this.o.onChange?.();
   }
 }
