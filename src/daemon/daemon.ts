@@ -26,6 +26,11 @@ export interface DaemonOptions {
   driver?: ProcessDriver;
   /** The manifest `cell up` is about to apply: parsed while the kernel boots (ManifestParser.prefetch). */
   manifestHint?: string;
+  /**
+   * A parser the caller started already (prefetching or warm): the background daemon's entry
+   * point starts it before it loads the daemon's code. `manifestHint` is then not used.
+   */
+  manifests?: ManifestParser;
 }
 
 interface KernelState {
@@ -91,11 +96,12 @@ export class Daemon {
   /** `cell up` waiting for the mesh to settle (waitSettled). */
   private settleWaiters = new Set<() => void>();
   private settleCheckQueued = false;
-  private readonly manifests = new ManifestParser();
+  private readonly manifests: ManifestParser;
   endpointsRevision = 0;
 
   constructor(private readonly o: DaemonOptions) {
     this.paths = cellHomePaths(o.home);
+    this.manifests = o.manifests ?? new ManifestParser();
     this.startedAt = o.clock.now();
     for (const dir of [this.paths.home, this.paths.logs, this.paths.repo, this.paths.keys]) mkdirSync(dir, { recursive: true });
     mkdirSync(this.paths.run, { recursive: true, mode: 0o700 });
@@ -124,7 +130,9 @@ export class Daemon {
   async boot(): Promise<void> {
     // `cell up` sends a manifest right after boot: parse it (or at least load the parser)
     // meanwhile, on the other core.
-    if (this.o.manifestHint) this.manifests.prefetch(this.o.manifestHint);
+    if (this.o.manifests) {
+      // Started by the caller.
+    } else if (this.o.manifestHint) this.manifests.prefetch(this.o.manifestHint);
     else this.manifests.prewarm();
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);

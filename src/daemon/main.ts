@@ -3,7 +3,7 @@
  *   node dist/daemon/main.js --home <CELL_HOME> [--gateway-port N] [--manifest FILE]
  */
 import { resolveCellHome } from '../api/index.js';
-import { runDaemon } from './index.js';
+import { ManifestParser } from './parse-manifest.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -14,7 +14,14 @@ const home = resolveCellHome(arg('--home'));
 const gatewayPort = Number(arg('--gateway-port') ?? '0');
 const manifestHint = arg('--manifest');
 
-runDaemon({ home, gatewayPort, manifestHint })
+// The manifest parser (a child process) starts before this process loads the daemon's own code:
+// it boots and parses on the other core meanwhile, and the fork is cheaper from a smaller process.
+const manifests = new ManifestParser();
+if (manifestHint) manifests.prefetch(manifestHint);
+else manifests.prewarm();
+
+const { runDaemon } = await import('./index.js');
+runDaemon({ home, gatewayPort, manifests })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
   .catch((err) => {
     process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);
