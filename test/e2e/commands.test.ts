@@ -211,7 +211,7 @@ test('e2e commands - cell up returns as soon as the mesh is healthy, and fails n
   ${name}:
     run: node fixtures/slow-ready.mjs
     env: { READY_AFTER_MS: "${readyAfterMs}" }
-    health: { http: { path: / }, interval: 5s }`;
+    health: { http: { path: / }, interval: 30s }`;
   await using mesh = new MeshHarness(`cells:${slowCell('slow', 1500)}\n`);
   const t0 = Date.now();
   const up = await mesh.cell(['up']);
@@ -219,8 +219,8 @@ test('e2e commands - cell up returns as soon as the mesh is healthy, and fails n
   assert.equal(up.code, 0, up.stderr);
   assert.equal((await mesh.ps()).find((p) => p.cell === 'slow')?.state, 'ready');
   // Listening after 1.5 s; the readiness probes ramp up from 20 ms, so the whole command (daemon
-  // start included) returns within ~1 s of that, not at the 5 s health interval.
-  assert.ok(upMs < 5000, `cell up took ${upMs} ms`);
+  // start included) returns within ~1-2 s of that, long before the 30 s health interval.
+  assert.ok(upMs < 10_000, `cell up took ${upMs} ms`);
 
   mesh.writeManifest(`cells:${slowCell('slow', 1500)}
   crashy:
