@@ -7,6 +7,7 @@ import type { TransitionEvent } from '../reconciler/index.js';
  */
 export class EventLog {
   private seq = 0;
+  private sinceTrim = 0;
 
   /**
    * Events live `retentionMs`, and at most `maxEvents` are kept (a crash loop must not grow the
@@ -28,10 +29,31 @@ export class EventLog {
    * start of 100 cells).
    */
   appendWith(event: TransitionEvent, ops: TxnOp[]): void {
-    // Time first, then a per-daemon sequence: keys sort in commit order across daemon restarts.
-    const key = `events/${String(event.at).padStart(15, '0')}-${String(this.seq++).padStart(8, '0')}-${process.pid}`;
-    this.store.txn([], [...ops, { op: 'put', key, value: event, ttlMs: this.retentionMs }], event.at);
-    if (this.seq % Math.max(1, Math.floor(this.maxEvents / 10)) === 0) this.trim(event.at);
+    this.appendAll([{ event, ops }], event.at);
+  }
+
+  /**
+   * Several changes in one commit, each its ops and, if it is a transition, its event: a tick
+   * of the supervisor that starts 100 instances writes their claims at once.
+   */
+  appendAll(changes: { event?: TransitionEvent; ops: TxnOp[] }[], now: number): void {
+    if (changes.length === 0) return;
+    const ops: TxnOp[] = [];
+    let appended = 0;
+    for (const { event, ops: own } of changes) {
+      ops.push(...own);
+      if (!event) continue;
+      // Time first, then a per-daemon sequence: keys sort in commit order across daemon restarts.
+      const key = `events/${String(event.at).padStart(15, '0')}-${String(this.seq++).padStart(8, '0')}-${process.pid}`;
+      ops.push({ op: 'put', key, value: event, ttlMs: this.retentionMs });
+      appended++;
+    }
+    this.store.txn([], ops, now);
+    this.sinceTrim += appended;
+    if (this.sinceTrim >= Math.max(1, Math.floor(this.maxEvents / 10))) {
+      this.sinceTrim = 0;
+      this.trim(now);
+    }
   }
 
   private trim(now: number): void {

@@ -30,6 +30,8 @@ import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
 import { findStrayInstances } from './stray.js';
 import { PortAllocator } from './ports.js';
 
+type StartAction = Extract<Action, { type: 'start' }>;
+
 export interface Logger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
@@ -223,10 +225,12 @@ export class Supervisor {
     if (this.halted) return;
     const now = this.o.clock.now();
     const { actions, wakeAt } = reconcile(this.desired, this.records, now);
+    const starts: StartAction[] = [];
     for (const action of actions) {
-      if (action.type === 'start' && !this.startGate(action.cell)) continue;
-      this.execute(action);
+      if (action.type !== 'start') this.execute(action);
+      else if (this.startGate(action.cell)) starts.push(action);
     }
+    this.startInstances(starts);
     this.cancelWake?.();
     this.cancelWake = wakeAt === null ? null : this.o.clock.setTimer(wakeAt - now, () => this.requestTick());
   }
@@ -235,7 +239,7 @@ export class Supervisor {
     const key = instanceKey(action.cell, action.index);
     switch (action.type) {
       case 'start':
-        void this.startInstance(action.cell, action.index, action.isRestart);
+        this.startInstances([action]);
         break;
       case 'stop':
         void this.stopInstance(action.cell, action.index, action.reason);
@@ -266,16 +270,28 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- start
 
-  private async startInstance(cell: string, index: number, isRestart: boolean): Promise<void> {
-    const key = instanceKey(cell, index);
-    const desired = this.desired.cells.get(cell);
-    if (!desired) return;
-    const spec = desired.spec;
+  /**
+   * Claims the instances (state `launching`, all in one commit) before any await, so that no
+   * other tick starts one a second time, then starts each.
+   */
+  private startInstances(actions: StartAction[]): void {
     const now = this.o.clock.now();
-    let rec = this.records.get(key) ?? newInstanceRecord(cell, index, 0, desired.version, now);
-    // Claim the instance before any await, so no other tick starts it a second time.
-    rec = { ...launched(rec, { pid: 0, startTicks: 0, version: desired.version, isRestart }, now), pid: null, startTicks: null };
-    this.update(rec, isRestart ? 'restart' : 'start');
+    const claims: { next: InstanceRecord; reason: string; desired: DesiredCell }[] = [];
+    for (const { cell, index, isRestart } of actions) {
+      const desired = this.desired.cells.get(cell);
+      if (!desired) continue;
+      const rec = this.records.get(instanceKey(cell, index)) ?? newInstanceRecord(cell, index, 0, desired.version, now);
+      const next = { ...launched(rec, { pid: 0, startTicks: 0, version: desired.version, isRestart }, now), pid: null, startTicks: null };
+      claims.push({ next, reason: isRestart ? 'restart' : 'start', desired });
+    }
+    this.updateAll(claims);
+    for (const { next, desired } of claims) void this.startInstance(next, desired);
+  }
+
+  private async startInstance(rec: InstanceRecord, desired: DesiredCell): Promise<void> {
+    const { cell, index } = rec;
+    const key = instanceKey(cell, index);
+    const spec = desired.spec;
     try {
       const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
       const port = rec.port || (await this.ports.allocate(this.usedPorts));
@@ -691,16 +707,24 @@ export class Supervisor {
   // ---------------------------------------------------------------- persistence
 
   private update(next: InstanceRecord, reason?: string | null): void {
-    const key = instanceKey(next.cell, next.index);
-    const prev = this.records.get(key);
-    this.records.set(key, next);
+    this.updateAll([{ next, reason }]);
+  }
+
+  /** Stores new records (and the transitions to them) in one commit. */
+  private updateAll(changes: { next: InstanceRecord; reason?: string | null }[]): void {
+    if (changes.length === 0) return;
     const now = this.o.clock.now();
-    if (!prev || prev.state !== next.state) {
-      const record = { op: 'put' as const, key: `${RECORD_PREFIX}${key}`, value: next };
-      this.o.events.appendWith({ at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, [record]);
-    } else {
-      this.o.store.put(`${RECORD_PREFIX}${key}`, next, { now });
-    }
+    this.o.events.appendAll(
+      changes.map(({ next, reason }) => {
+        const key = instanceKey(next.cell, next.index);
+        const prev = this.records.get(key);
+        this.records.set(key, next);
+        const ops = [{ op: 'put' as const, key: `${RECORD_PREFIX}${key}`, value: next }];
+        if (prev && prev.state === next.state) return { ops };
+        return { event: { at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
+      }),
+      now,
+    );
     this.o.onChange?.();
   }
 

@@ -28,3 +28,24 @@ test('observer - appendWith commits the event and the caller ops together, in on
   assert.deepEqual(log.list(1000).map((e) => `${e.cell}.${e.instance} ${e.from}->${e.to}`), ['api.0 launching->ready']);
   store.close();
 });
+
+test('observer - appendAll commits many changes in one revision, events in order, and still caps the log', () => {
+  const store = openSqliteStore(':memory:');
+  const log = new EventLog(store, 3600_000, 20);
+  const changes = Array.from({ length: 30 }, (_, i) => ({
+    event: { at: 1000, cell: `c${i}`, instance: 0, from: 'stopped' as const, to: 'launching' as const, reason: 'start', pid: null },
+    ops: [{ op: 'put' as const, key: `instances/c${i}/0`, value: { state: 'launching' } }],
+  }));
+  // A change without a transition: only its record is written.
+  log.appendAll([...changes, { ops: [{ op: 'put', key: 'instances/x/0', value: { port: 1 } }] }], 1000);
+  const records = store.list('instances/', 1000);
+  assert.equal(records.length, 31);
+  const revisions = new Set([...records, ...store.list('events/', 1000)].map((e) => e.revision));
+  assert.equal(revisions.size, 1, 'records and events in one commit');
+  // 30 events over a cap of 20 (checked every 2 appends): the oldest went, the newest are kept in order.
+  log.appendAll([{ event: { at: 1001, cell: 'last', instance: 0, from: null, to: 'launching', reason: 'start', pid: null }, ops: [] }], 1001);
+  const kept = log.list(1001).map((e) => e.cell);
+  assert.ok(kept.length >= 20 && kept.length <= 22, `${kept.length} kept`);
+  assert.deepEqual(kept.slice(-3), ['c28', 'c29', 'last']);
+  store.close();
+});
