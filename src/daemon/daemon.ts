@@ -129,11 +129,8 @@ export class Daemon {
    */
   async boot(): Promise<void> {
     // `cell up` sends a manifest right after boot: parse it (or at least load the parser)
-    // meanwhile, on the other core.
-    if (this.o.manifests) {
-      // Started by the caller.
-    } else if (this.o.manifestHint) this.manifests.prefetch(this.o.manifestHint);
-    else this.manifests.prewarm();
+    // meanwhile, on the other core. A parser the caller passed in is going already.
+    if (!this.o.manifests) this.manifests.begin(this.o.manifestHint);
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);
@@ -472,13 +469,8 @@ export class Daemon {
    * yet activated) has all its instances ready, or one of them has failed.
    */
   isSettled(): boolean {
-    const ready = new Map<string, number>();
-    for (const r of this.supervisor.instances()) {
-      if (isKernelCell(r.cell)) continue;
-      if (r.state === 'failed') return true;
-      if (r.state === 'ready') ready.set(r.cell, (ready.get(r.cell) ?? 0) + 1);
-    }
-    return this.appCells().every((d) => (d.spec.lazy && !d.activated) || (ready.get(d.spec.name) ?? 0) >= d.spec.instances);
+    if (this.supervisor.hasFailedInstance((cell) => !isKernelCell(cell))) return true;
+    return this.appCells().every((d) => (d.spec.lazy && !d.activated) || this.isCellHealthy(d.spec.name));
   }
 
   /**
@@ -750,9 +742,7 @@ export class Daemon {
 
   isCellHealthy(name: string): boolean {
     const d = this.supervisor.desiredCells.get(name);
-    if (!d) return false;
-    const ready = this.supervisor.instances().filter((r) => r.cell === name && r.index < d.spec.instances && r.state === 'ready').length;
-    return ready >= d.spec.instances;
+    return d !== undefined && this.supervisor.readyCount(name) >= d.spec.instances;
   }
 
   health(cell?: string): HealthView[] {

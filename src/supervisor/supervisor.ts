@@ -15,6 +15,7 @@ import {
   pausedFor,
   probeFailed,
   probePassed,
+  readyCount,
   reconcile,
   released,
   resumed,
@@ -114,6 +115,17 @@ export class Supervisor {
 
   get desiredCells(): ReadonlyMap<string, DesiredCell> {
     return this.desired.cells;
+  }
+
+  /** Ready instances of `cell` among the ones the manifest asks for (the reconciler's count). */
+  readyCount(cell: string): number {
+    return readyCount(cell, this.desired, this.records);
+  }
+
+  /** Whether any instance of an application cell is in a crash loop (`failed`). */
+  hasFailedInstance(isApp: (cell: string) => boolean): boolean {
+    for (const rec of this.records.values()) if (rec.state === 'failed' && isApp(rec.cell)) return true;
+    return false;
   }
 
   instances(): InstanceRecord[] {
