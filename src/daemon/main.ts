@@ -17,8 +17,7 @@ const manifestHint = arg('--manifest');
 // The manifest parser (a child process) starts before this process loads the daemon's own code:
 // it boots and parses on the other core meanwhile, and the fork is cheaper from a smaller process.
 const manifests = new ManifestParser();
-if (manifestHint) manifests.prefetch(manifestHint);
-else manifests.prewarm();
+manifests.begin(manifestHint);
 
 const { runDaemon } = await import('./index.js');
 runDaemon({ home, gatewayPort, manifests })

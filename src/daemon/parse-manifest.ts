@@ -29,6 +29,15 @@ export class ManifestParser {
   private warm: ChildProcess | null = null;
   private prefetched: { file: string; text: string; mesh: Promise<MeshSpec> } | null = null;
 
+  /**
+   * Gets a parser going while the daemon boots: the manifest `cell up` is about to apply is
+   * parsed at once (`prefetch`), or, with none named, a parser is just loaded (`prewarm`).
+   */
+  begin(manifestHint: string | undefined): void {
+    if (manifestHint) this.prefetch(manifestHint);
+    else this.prewarm();
+  }
+
   prewarm(): void {
     if (!this.warm) this.warm = this.start();
   }

@@ -198,7 +198,6 @@ export class SqliteStore implements Store {
   private readonly upsertRow: Statement;
   private readonly deleteRow: Statement;
   private readonly renewRow: Statement;
-  private readonly renewTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly selectRevision: Statement;
   private readonly updateRevision: Statement;
   private readonly writeTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
@@ -262,7 +261,6 @@ export class SqliteStore implements Store {
       this.selectRevision = db.prepare('SELECT revision FROM meta WHERE id = 1').pluck();
       this.updateRevision = db.prepare('UPDATE meta SET revision = ? WHERE id = 1');
       this.writeTransaction = db.transaction((fn: () => unknown) => fn());
-      this.renewTransaction = db.transaction((fn: () => unknown) => fn());
     } catch (error) {
       try {
         db?.close();
@@ -338,7 +336,7 @@ export class SqliteStore implements Store {
     // No revision and no events: a keep-alive is not a change anyone watches. One transaction
     // for the lot, so a daemon renewing 100 leases pays for one commit.
     const expires = now + ttlMs;
-    return this.renewTransaction(() => keys.filter((key) => this.renewRow.run({ key, now, expires }).changes !== 1)) as string[];
+    return this.writeTransaction.immediate(() => keys.filter((key) => this.renewRow.run({ key, now, expires }).changes !== 1)) as string[];
   }
 
   delete(key: string): boolean {
