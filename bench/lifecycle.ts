@@ -651,7 +651,7 @@ async function benchTool(d: ToolDriver, o: Options): Promise<ToolResult> {
   // All the daemon did since it started (it started with this cold start): the CPU it took from
   // the cells booting on the same cores.
   const startCpuTicks = procStat(daemonPid)?.cpuTicks;
-  const daemonStartCpuS = startCpuTicks === undefined ? null : Math.round((startCpuTicks / clkTck) * 100) / 100;
+  const daemonStartCpuS = startCpuTicks === undefined ? null : round(startCpuTicks / clkTck, 2);
   log(`${d.name}: daemon CPU so far ${daemonStartCpuS ?? '?'} s`);
 
   // 2. idle cost

@@ -296,11 +296,6 @@ export function checkHttpThen(port: number, path: string, timeoutMs: number, don
   );
 }
 
-/** `checkHttpThen` as a promise. */
-export function checkHttp(port: number, path: string, timeoutMs: number, signal?: AbortSignal): Promise<HttpCheckResult> {
-  return new Promise((resolve) => checkHttpThen(port, path, timeoutMs, resolve, signal));
-}
-
 /** Closes every kept-alive probe socket (daemon shutdown, tests). */
 export function closeHttpProbeConnections(): void {
   for (const conn of connections.values()) conn.destroy();

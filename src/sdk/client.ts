@@ -53,14 +53,15 @@ const MAX_BACKOFF_MS = 2000;
 /** Attempts for a call that servers refuse with SHUTTING_DOWN (it never ran, so it may go elsewhere). */
 const MAX_REFUSED_ATTEMPTS = 5;
 
-/**
- * Connects to a cell. With a definition the client is typed; with a name it is not. Resolves once
- * one instance has completed the handshake; rejects if none can be reached on the first attempt
- * (a `HandshakeError` when one refused the secret or serves another cell).
- */
 /** How long `connect` waits for the other instances once one is connected. */
 const START_GRACE_MS = 100;
 
+/**
+ * Connects to a cell. With a definition the client is typed; with a name it is not. Resolves once
+ * one instance has completed the handshake and the others have too, or failed, or START_GRACE_MS
+ * has passed; rejects if none can be reached on the first attempt (a `HandshakeError` when one
+ * refused the secret or serves another cell).
+ */
 export function connect<const D extends CellDefinition>(def: D, options?: ConnectOptions): Promise<CellClient<D>>;
 export function connect(cell: string, options?: ConnectOptions): Promise<UntypedCellClient>;
 export async function connect(defOrName: CellDefinition | string, options: ConnectOptions = {}): Promise<CellClient<CellDefinition> | UntypedCellClient> {

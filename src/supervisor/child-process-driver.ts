@@ -19,9 +19,10 @@ const EXPANSION = /\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})/g
 /**
  * The argv of a `run` line that a shell would only split on spaces and expand variables in
  * (`node server.js --port $PORT`), or null when it needs a shell (quotes, operators, globs, a
- * leading assignment, a variable whose value sh would split or glob, anything unusual). Such lines are started directly: the same process a
- * shell's `exec` would leave, without the shell's own fork-exec first (~2 ms of CPU each, which
- * adds up in a burst of 100 starts and is on the path of every crash recovery).
+ * leading assignment, a variable whose value sh would split or glob, anything unusual). Such
+ * lines are started directly: the same process a shell's `exec` would leave, without the shell's
+ * own fork-exec first (~2 ms of CPU each, which adds up in a burst of 100 starts and is on the
+ * path of every crash recovery).
  */
 export function directArgv(command: string, env: Record<string, string>): string[] | null {
   if (!PLAIN_COMMAND.test(command)) return null;

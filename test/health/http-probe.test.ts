@@ -2,7 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createServer } from 'node:http';
-import { checkHttp, closeHttpProbeConnections } from '../../src/health/http-probe.js';
+import { checkHttpThen, closeHttpProbeConnections, type HttpCheckResult } from '../../src/health/http-probe.js';
+
+function checkHttp(port: number, path: string, timeoutMs: number): Promise<HttpCheckResult> {
+  return new Promise((resolve) => checkHttpThen(port, path, timeoutMs, resolve));
+}
 
 /** A raw TCP server answering each request with `reply` (so framing edge cases can be scripted). */
 async function rawServer(reply: (n: number) => string): Promise<{ port: number; connections: () => number; close: () => void }> {
