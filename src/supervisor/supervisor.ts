@@ -96,6 +96,8 @@ export class Supervisor {
   private readonly roundOf = new Map<string, number>();
   private readonly probesInFlight = new Set<string>();
   private spawnChain: Promise<void> = Promise.resolve();
+  /** Starts between their claim and their pid being recorded; `stopAll` waits for them. */
+  private readonly startsInFlight = new Set<Promise<void>>();
   private readonly probeFailures = new Map<string, number>();
   private readonly lastProbes = new Map<string, LastProbe>();
   private readonly stopsInFlight = new Map<string, Promise<void>>();
@@ -173,13 +175,15 @@ export class Supervisor {
   /**
    * Loads the records an earlier daemon left in the store and takes over their processes: a live
    * process with the same pid and start time is adopted as it is; a dead one is counted as gone
-   * (and its leftover group killed); an untracked process carrying our CELL_HOME is killed, so a
-   * cell never runs twice. Call once, before the first tick.
+   * (and its leftover group killed); an untracked process carrying our CELL_HOME, or a live one
+   * whose record says it is stopped, is killed (a stray), so a cell never runs twice. Call once,
+   * before the first tick.
    */
   readopt(): { adopted: number; gone: number; strays: number } {
     const now = this.o.clock.now();
     let adopted = 0;
     let gone = 0;
+    let killed = 0;
     for (const entry of this.o.store.list<InstanceRecord>(RECORD_PREFIX, now)) {
       const rec = entry.value;
       const key = instanceKey(rec.cell, rec.index);
@@ -193,7 +197,14 @@ export class Supervisor {
         continue;
       }
       const handle = this.o.driver.adopt(rec.pid, rec.startTicks);
-      if (handle) {
+      if (handle && (rec.state === 'stopped' || rec.state === 'failed' || rec.state === 'backoff')) {
+        // Alive though its record says no process runs (a start that raced a stop in an earlier
+        // daemon): the reconciler would start the instance beside it, so it goes.
+        this.o.log.warn({ cell: rec.cell, instance: rec.index, pid: rec.pid, state: rec.state }, 'killing a process its record says is not running');
+        this.o.driver.signalGroup(rec.pid, 'SIGKILL');
+        this.update({ ...rec, pid: null, startTicks: null });
+        killed++;
+      } else if (handle) {
         adopted++;
         this.attach(key, handle);
         this.o.log.info({ cell: rec.cell, instance: rec.index, pid: rec.pid }, 'readopted instance');
@@ -219,7 +230,7 @@ export class Supervisor {
       this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'killing untracked instance process');
       this.o.driver.signalGroup(stray.pid, 'SIGKILL');
     }
-    return { adopted, gone, strays: strays.length };
+    return { adopted, gone, strays: strays.length + killed };
   }
 
   // ---------------------------------------------------------------- the loop
@@ -297,7 +308,20 @@ export class Supervisor {
       claims.push({ next, reason: isRestart ? 'restart' : 'start', desired });
     }
     this.updateAll(claims);
-    for (const { next, desired } of claims) void this.startInstance(next, desired);
+    for (const { next, desired } of claims) {
+      const start = this.startInstance(next, desired);
+      this.startsInFlight.add(start);
+      void start.finally(() => this.startsInFlight.delete(start));
+    }
+  }
+
+  /**
+   * Whether the launch claimed in `rec` still stands: a stop (`cell down`, a scale-down, a restart)
+   * may have taken the instance while its spawn waited its turn.
+   */
+  private stillLaunching(key: string): boolean {
+    const current = this.records.get(key);
+    return !this.halted && current !== undefined && current.state === 'launching' && current.pid === null;
   }
 
   private async startInstance(rec: InstanceRecord, desired: DesiredCell): Promise<void> {
@@ -315,15 +339,29 @@ export class Supervisor {
       // that dies loses nothing by not having them on disk (the next one starts the instance anew).
       this.updateInMemory({ ...this.records.get(key)!, version, port, socket, sdk: false });
       const handle = await this.spawnInTurn(() =>
-        this.o.driver.spawn({
-          cell,
-          instance: index,
-          command: spec.run,
-          cwd: spec.cwd,
-          env: this.instanceEnv(spec, index, port),
-          logFile: this.o.logFileOf(cell, index),
-        }),
+        this.stillLaunching(key)
+          ? this.o.driver.spawn({
+              cell,
+              instance: index,
+              command: spec.run,
+              cwd: spec.cwd,
+              env: this.instanceEnv(spec, index, port),
+              logFile: this.o.logFileOf(cell, index),
+            })
+          : Promise.resolve(null),
       );
+      if (!handle) {
+        this.o.log.info({ cell, instance: index }, 'start cancelled: stopped before its spawn');
+        const current = this.records.get(key);
+        if (current?.state === 'launching' && current.pid === null) this.update(stoppedOnRequest(current, 'stopped before it started', this.o.clock.now()));
+        return;
+      }
+      if (!this.stillLaunching(key)) {
+        // Stopped while the spawn ran: the stop saw no pid, so this process is the start's to end.
+        this.o.log.info({ cell, instance: index, pid: handle.pid }, 'start cancelled: stopped during its spawn');
+        this.o.driver.signalGroup(handle.pid, 'SIGKILL');
+        return;
+      }
       const current = this.records.get(key)!;
       this.update({ ...current, pid: handle.pid, startTicks: handle.startTicks });
       this.attach(key, handle);
@@ -670,6 +708,9 @@ export class Supervisor {
   async stopAll(levels: string[][], reason: string): Promise<void> {
     this.halted = true;
     this.cancelWake?.();
+    // A start still waiting for its spawn sees the halt and gives up; one spawning now ends its
+    // own process. Either way no process comes up after the stop has gone past its instance.
+    await Promise.all(this.startsInFlight);
     for (const level of levels) {
       const names = new Set(level);
       const batch = [...this.records.values()].filter((r) => names.has(r.cell) && r.state !== 'stopped' && r.state !== 'failed');

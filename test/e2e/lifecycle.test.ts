@@ -172,3 +172,22 @@ cells:
   await mesh.ok(['scale', 'api', '1']);
   await waitUntil('scaled down to 1', async () => (await mesh.ps()).filter((p) => p.cell === 'api').length === 1);
 });
+
+test('e2e lifecycle - down right after up --no-wait, in the middle of the start burst: no process of the mesh survives', async () => {
+  const lines = ['cells:'];
+  for (let i = 0; i < 30; i++) lines.push(`  s${i}:`, '    run: node fixtures/service.mjs', '    health: { tcp: {}, interval: 1s }');
+  await using mesh = new MeshHarness(lines.join('\n') + '\n');
+  await mesh.ok(['up', '--no-wait']);
+  // Some instances have a pid by now, most are still waiting for their spawn.
+  const down = await mesh.cell(['down']);
+  assert.equal(down.code, 0, down.stderr);
+  assert.deepEqual(processesOfHome(mesh.home), [], 'no process of the mesh survives down');
+  // The next start runs each cell once, on a clean slate.
+  await mesh.ok(['up', '--timeout', '60s']);
+  const ps = await mesh.ps();
+  const app = ps.filter((p) => p.cell !== 'gateway');
+  assert.equal(app.length, 30);
+  assert.ok(app.every((p) => p.state === 'ready'));
+  const services = processesOfHome(mesh.home).filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('service.mjs'));
+  assert.deepEqual(services.sort(), app.map((p) => p.pid!).sort(), 'exactly the listed processes run: no duplicate, no leftover');
+});

@@ -162,6 +162,65 @@ test('supervisor - readopts live processes by pid and start time, restarts dead 
   assert.equal(h.state('b')!.restarts, 1);
 });
 
+test('supervisor - a stop of everything while spawns wait their turn: they never start, nothing outlives it', async () => {
+  using h = new Harness();
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  h.supervisor.setDesired(fake.desired(...names.map((name) => processCheck({ name }))));
+  // The tick (a microtask) has claimed all five; their spawns are still queued.
+  await Promise.resolve();
+  assert.deepEqual(h.supervisor.instances().map((r) => r.state), ['launching', 'launching', 'launching', 'launching', 'launching']);
+  await h.supervisor.stopAll([names], 'cell down');
+  assert.deepEqual(h.driver.running(), [], 'no process runs once stopAll returns');
+  await h.advance(1000);
+  assert.equal(h.driver.spawns.length, 0);
+  for (const r of h.supervisor.instances()) {
+    assert.equal(r.state, 'stopped', r.cell);
+    assert.equal(r.pid, null, r.cell);
+  }
+});
+
+test('supervisor - an instance stopped while its spawn runs: the new process is killed, the record stays stopped', async () => {
+  using h = new Harness();
+  const spawn = h.driver.spawn.bind(h.driver);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  h.driver.spawn = async (req) => {
+    const handle = await spawn(req);
+    await gate;
+    return handle;
+  };
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'svc' })));
+  for (let i = 0; i < 50 && h.driver.spawns.length === 0; i++) await flush();
+  assert.equal(h.driver.spawns.length, 1, 'the spawn is under way');
+  const pid = h.driver.spawns[0].pid;
+  await h.supervisor.stopInstance('svc', 0, 'scaled down');
+  release();
+  await h.advance(100);
+  assert.equal(h.driver.get(pid)!.isRunning, false);
+  assert.ok(h.driver.signalsTo(pid).includes('SIGKILL'));
+  assert.equal(h.state('svc')!.state, 'stopped');
+  assert.equal(h.state('svc')!.pid, null);
+});
+
+test('supervisor - readoption kills a live process whose record says stopped, and starts one instance only', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' })));
+  await h.advance(100);
+  const old = h.state('a')!;
+  h.supervisor.detach();
+  // What an older daemon could leave: the record stopped, its process still running.
+  h.store.put('instances/a/0', { ...old, state: 'stopped' }, { now: h.clock.now() });
+  h.supervisor = h.newSupervisor();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' })));
+  const result = h.supervisor.readopt();
+  assert.deepEqual(result, { adopted: 0, gone: 0, strays: 1 });
+  assert.equal(h.driver.get(old.pid!)!.isRunning, false, 'the leftover process is killed');
+  await h.advance(200);
+  assert.deepEqual(h.driver.running('a').map((p) => p.pid), [h.state('a')!.pid], 'one process of a runs, the recorded one');
+  assert.notEqual(h.state('a')!.pid, old.pid);
+  assert.equal(h.state('a')!.state, 'ready');
+});
+
 test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes them with SIGCONT', async () => {
   using h = new Harness();
   h.supervisor.setDesired(fake.desired(processCheck({ name: 'db' }), processCheck({ name: 'api', dependsOn: ['db'] })));
