@@ -17,42 +17,70 @@ async function isUp(api: ApiClient): Promise<boolean> {
   }
 }
 
+/** A daemon process started ahead of the manifest's validation, waiting for `go` (see startDaemon). */
+export interface PendingDaemon {
+  /** Lets it boot (with the manifest's gateway port) and waits until its API answers. */
+  go(gatewayPort: number): Promise<void>;
+  /** The manifest was bad: ends it, and the parser it forked, before either touched CELL_HOME; resolves once both are gone. */
+  abandon(): Promise<void>;
+}
+
 /**
- * Starts the background daemon for `home` unless one answers already. The daemon is detached
- * (its own session) with its output in logs/daemon.out, so it outlives this command. `manifest`
- * is the file about to be applied: the daemon parses it while it boots.
+ * Starts the background daemon for `home` unless one runs already (then: null), without waiting
+ * for `cell up` to validate the manifest. The daemon boots node, loads its code and forks the
+ * parser of `manifest` (the slow part: ~150 ms), then waits on its stdin for `go`: only then does
+ * it take the lock and touch CELL_HOME. So a bad manifest still starts no daemon (`abandon`), and
+ * a good one finds it loaded by the time it is validated. Without a `go` (this command died) the
+ * daemon exits. It is detached (its own session), with its output in logs/daemon.out.
  */
-export async function ensureDaemon(home: string, gatewayPort: number, onProgress: (line: string) => void, manifest?: string): Promise<{ started: boolean }> {
+export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
-  if (await isUp(api)) return { started: false };
+  // No socket file, no daemon: spares the HTTP round trip (and loading the HTTP client) on a cold start.
+  if (existsSync(paths.socket) && (await isUp(api))) return null;
   mkdirSync(paths.logs, { recursive: true });
-  onProgress(`starting the cell daemon for ${home}`);
   const out = openSync(paths.daemonOut, 'a');
-  // A small young generation: the daemon makes little garbage, and the default semi-spaces
-  // (16 MB each) would mostly be resident memory for nothing.
-  // --single-threaded: no V8 worker threads (concurrent GC and compilation), ~4 MB less resident
-  // memory; the daemon's heap is small enough that marking it on the main thread costs nothing.
-  // --no-opt: no optimizing compiler (TurboFan). The daemon spends its time in syscalls, SQLite
-  // and short callbacks; TurboFan's own code and what it emits cost ~5 MB resident, for no CPU
-  // measurably saved (100-cell cold start: daemon CPU 0.92-0.94 s with it off, 0.96-1.01 s on;
-  // idle with 100 HTTP checks a second: 0.75-0.85 % vs 0.65-1.05 % of a core).
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', '--single-threaded', '--no-opt', daemonEntry(), '--home', home, '--gateway-port', String(gatewayPort), ...(manifest ? ['--manifest', manifest] : [])], {
+  // The daemon's V8 tuning is set by its entry point (daemon/main.ts says why not here).
+  const child = spawn(process.execPath, ['--v8-pool-size=1', daemonEntry(), '--home', home, '--manifest', manifest, '--await-go'], {
     detached: true,
-    stdio: ['ignore', out, out],
+    stdio: ['pipe', out, out],
     // Tuned for the daemon (api/paths.ts); the cells get the user's values back.
     env: { ...daemonEnv(process.env), CELL_HOME: home },
   });
   closeSync(out);
   let exited: number | null = null;
-  child.on('exit', (code) => (exited = code ?? 1));
-  child.unref();
+  const exit = new Promise<void>((resolve) => child.on('exit', (code) => ((exited = code ?? 1), resolve())));
+  child.stdin!.on('error', () => {}); // a daemon that died early: its exit says why
+  return {
+    async go(gatewayPort) {
+      child.stdin!.end(JSON.stringify({ gatewayPort }) + '\n');
+      child.unref();
+      await waitUp(paths, api, () => exited);
+    },
+    async abandon() {
+      // No `go`: the daemon ends its parser and exits (daemon/main.ts), before touching CELL_HOME.
+      child.stdin!.end();
+      const timer = setTimeout(() => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }, 5000);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (existsSync(paths.socket) && (await isUp(api))) return { started: true };
-    if (exited !== null) break;
+    if (existsSync(paths.socket) && (await isUp(api))) return;
+    if (exitCode() !== null) break;
     await new Promise((r) => setTimeout(r, 10));
   }
+  const code = exitCode();
   const tail = existsSync(paths.daemonOut) ? readFileSync(paths.daemonOut, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
-  throw new Error(`the cell daemon did not start${exited !== null ? ` (exit code ${exited})` : ' within 30s'}${tail ? `: ${tail}` : ''}; see ${paths.daemonLog}`);
+  throw new Error(`the cell daemon did not start${code !== null ? ` (exit code ${code})` : ' within 30s'}${tail ? `: ${tail}` : ''}; see ${paths.daemonLog}`);
 }

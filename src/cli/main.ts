@@ -101,23 +101,26 @@ program
     const timeoutMs = parseDurationMs(opts.timeout);
     const file = manifestPath();
     const t0 = Date.now();
-    // Validate here first: a bad manifest must not even start a daemon, and the error names the line.
+    const cellHome = home();
+    // A daemon to start boots meanwhile, up to the point where it would touch CELL_HOME.
+    const pending = opts.foreground ? null : await (await import('./daemon-control.js')).startDaemon(cellHome, file);
+    // Validated here: a bad manifest starts no daemon (the pending one is ended), and the error names the line.
     const { loadManifest } = await import('../manifest/index.js');
     let mesh;
     try {
       mesh = loadManifest(file);
     } catch (err) {
+      await pending?.abandon();
       throw new CliError((err as Error).message, 2);
     }
-    const cellHome = home();
     let stopped: Promise<void> | null = null;
     if (opts.foreground) {
       const { runDaemon } = await import('../daemon/index.js');
       const running = await runDaemon({ home: cellHome, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: file });
       stopped = running.stopped;
-    } else {
-      const { ensureDaemon } = await import('./daemon-control.js');
-      await ensureDaemon(cellHome, mesh.gateway.port, progress, file);
+    } else if (pending) {
+      progress(`starting the cell daemon for ${cellHome}`);
+      await pending.go(mesh.gateway.port);
     }
     const client = api();
     progress(`applying ${file}`);

@@ -108,6 +108,7 @@ export class ApiServer {
     this.routes.set('GET /v1/endpoints', async (_q, _r, url) => {
       const after = Number(url.searchParams.get('after') ?? '-1');
       const waitMs = Math.min(Number(url.searchParams.get('wait') ?? '0'), 60_000);
+      d.endpointsFollowed();
       if (waitMs > 0) await d.waitEndpoints(after, waitMs);
       return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()) };
     });

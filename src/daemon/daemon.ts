@@ -442,6 +442,15 @@ export class Daemon {
   }
 
   /**
+   * Someone follows the endpoints. The gateway starts doing so the moment it listens, so while
+   * it is launching this is its ready signal: its probe runs now, not at its next ramp step
+   * (the whole kernel, and so every application cell, waits for the gateway).
+   */
+  endpointsFollowed(): void {
+    this.supervisor?.probeNow('gateway', 0);
+  }
+
+  /**
    * Long-poll: resolves when the endpoint revision passes `after`, or after `waitMs`. A change
    * answers after ENDPOINT_BATCH_MS, so that a burst (100 instances becoming ready in a cold
    * start) reaches the gateway as a few full lists rather than one per instance.

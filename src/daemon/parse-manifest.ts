@@ -27,6 +27,7 @@ type ParserReply = { ok: true; mesh: MeshSpec } | { ok: false; error: { name: st
  */
 export class ManifestParser {
   private warm: ChildProcess | null = null;
+  private readonly children = new Set<ChildProcess>();
   private prefetched: { file: string; text: string; mesh: Promise<MeshSpec> } | null = null;
 
   /**
@@ -97,6 +98,15 @@ export class ManifestParser {
     this.warm = null;
   }
 
+  /** Stops every parser this started, busy or not, and resolves once they have exited. */
+  async stop(): Promise<void> {
+    const running = [...this.children];
+    for (const child of running) child.kill('SIGKILL');
+    await Promise.all(running.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())))));
+    this.warm = null;
+    this.prefetched = null;
+  }
+
   private parseIn(child: ChildProcess, file: string, message: string | { file: string; text: string } = file): Promise<MeshSpec> {
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -115,8 +125,9 @@ export class ManifestParser {
 
   private start(): ChildProcess {
     const child = fork(fileURLToPath(new URL('../daemon/manifest-process.js', import.meta.url)), [], {
-      // The daemon's own flags (--max-semi-space-size) suit the parser too; its environment is
-      // the daemon's, already tuned (api/paths.ts).
+      // It inherits the daemon's node options (--v8-pool-size=1) but none of its V8 flags, which
+      // the daemon sets at run time (daemon/main.ts); its environment is the daemon's, already
+      // tuned (api/paths.ts).
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
     });
@@ -124,7 +135,9 @@ export class ManifestParser {
     child.unref();
     child.channel?.unref();
     child.on('error', () => {});
+    this.children.add(child);
     child.on('exit', () => {
+      this.children.delete(child);
       if (this.warm === child) this.warm = null;
     });
     return child;

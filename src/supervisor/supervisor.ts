@@ -445,6 +445,19 @@ export class Supervisor {
     else this.scheduleProbe(key, delayMs, FIRST_READY_PROBE_MS);
   }
 
+  /**
+   * Runs the readiness probe of a launching instance now, instead of at its next ramp step: for an
+   * instance known to have just come up. The probe still decides.
+   */
+  probeNow(cell: string, index: number): void {
+    const key = instanceKey(cell, index);
+    const rec = this.records.get(key);
+    if (rec?.state !== 'launching' || rec.pid === null || this.probesInFlight.has(key)) return;
+    this.probeTimers.get(key)?.();
+    this.probeTimers.delete(key);
+    void this.runProbe(key, FIRST_READY_PROBE_MS);
+  }
+
   private stopProbing(key: string): void {
     this.probeTimers.get(key)?.();
     this.probeTimers.delete(key);

@@ -221,6 +221,20 @@ test('supervisor - readoption kills a live process whose record says stopped, an
   assert.equal(h.state('a')!.state, 'ready');
 });
 
+test('supervisor - probeNow runs a launching instance\'s readiness probe at once, not at its next ramp step', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'gw' })));
+  for (let i = 0; i < 50 && h.state('gw')?.pid == null; i++) await flush();
+  assert.equal(h.state('gw')!.state, 'launching', 'no probe yet: the clock has not moved');
+  h.supervisor.probeNow('gw', 0);
+  await flush();
+  assert.equal(h.state('gw')!.state, 'ready');
+  // Nothing to do for an instance that is not launching.
+  h.supervisor.probeNow('gw', 0);
+  h.supervisor.probeNow('nope', 0);
+  assert.equal(h.state('gw')!.state, 'ready');
+});
+
 test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes them with SIGCONT', async () => {
   using h = new Harness();
   h.supervisor.setDesired(fake.desired(processCheck({ name: 'db' }), processCheck({ name: 'api', dependsOn: ['db'] })));
