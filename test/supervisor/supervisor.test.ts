@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import { ManualClock } from '../../src/clock/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { Registry } from '../../src/registry/index.js';
@@ -233,6 +234,48 @@ test('supervisor - probeNow runs a launching instance\'s readiness probe at once
   h.supervisor.probeNow('gw', 0);
   h.supervisor.probeNow('nope', 0);
   assert.equal(h.state('gw')!.state, 'ready');
+});
+
+test('supervisor - a round skips a member probed less than half an interval ago (its readiness probe)', async () => {
+  using h = new Harness();
+  // Two real TCP listeners count the checks each gets; b listens only from t=1.9 s on.
+  const hits = { a: 0, b: 0 };
+  const servers = { a: net.createServer((c) => (hits.a++, c.destroy())), b: net.createServer((c) => (hits.b++, c.destroy())) };
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(port));
+      });
+    });
+  const [portA, portB] = [await freePort(), await freePort()];
+  const listen = (srv: net.Server, port: number) => new Promise<void>((resolve) => srv.listen(port, '127.0.0.1', () => resolve()));
+  await listen(servers.a, portA);
+  try {
+    const tcp = (port: number) => ({ kind: 'tcp' as const, port, intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 5000 });
+    h.supervisor.setDesired(fake.desired(fake.cell('a', { health: tcp(portA) }), fake.cell('b', { health: tcp(portB) })));
+    // a is ready at once; its round comes every second from then (t≈1.03 s, 2.03 s, 3.03 s).
+    await h.advance(1890, 10);
+    assert.equal(h.state('a')!.state, 'ready');
+    assert.equal(hits.a, 2);
+    await listen(servers.b, portB);
+    await h.advance(110, 10);
+    assert.equal(h.state('b')!.state, 'launching', 'b\'s ramp has no step between 1.9 s and 2 s');
+    // b's readiness probe at t=2 s, 30 ms before a round.
+    h.supervisor.probeNow('b', 0);
+    await h.advance(10, 10);
+    assert.equal(h.state('b')!.state, 'ready');
+    assert.equal(hits.b, 1);
+    await h.advance(500, 10);
+    assert.equal(hits.a, 3, 'the round at ~2.03 s ran');
+    assert.equal(hits.b, 1, 'and skipped b, probed 30 ms before');
+    await h.advance(1000, 10);
+    assert.equal(hits.a, 4);
+    assert.equal(hits.b, 2, 'b is checked at the next round');
+  } finally {
+    servers.a.close();
+    servers.b.close();
+  }
 });
 
 test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes them with SIGCONT', async () => {
