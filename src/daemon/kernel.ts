@@ -22,9 +22,12 @@ export function gatewayEntry(): string {
 /** The gateway as a cell the supervisor runs: a fixed port when asked for one, else `$PORT`. */
 export function gatewayCellSpec(home: string, fixedPort: number): CellSpec {
   const port = fixedPort > 0 ? fixedPort : '$PORT';
+  // Quoted only when a path needs it: an unquoted line is started without a shell (see the
+  // supervisor's directArgv), one exec less on the path of every boot.
+  const word = (path: string) => (/^[A-Za-z0-9_\-./]+$/.test(path) ? path : `"${path}"`);
   return {
     name: 'gateway',
-    run: `"${process.execPath}" "${gatewayEntry()}"`,
+    run: `${word(process.execPath)} ${word(gatewayEntry())}`,
     cwd: home,
     // The gateway is ours: it runs with the daemon's tuning (api/paths.ts).
     env: { ...DAEMON_ENV_TUNING, ...(fixedPort > 0 ? { GATEWAY_PORT: String(fixedPort) } : {}) },
