@@ -309,7 +309,11 @@ export class Supervisor {
     }
     this.updateAll(claims);
     for (const { next, desired } of claims) {
-      const start = this.startInstance(next, desired);
+      // Settled either way: a start that throws (its store closed under it) must not fail stopAll.
+      const start = this.startInstance(next, desired).then(
+        () => undefined,
+        (err) => this.o.log.error({ cell: next.cell, instance: next.index, err: String(err) }, 'start failed'),
+      );
       this.startsInFlight.add(start);
       void start.finally(() => this.startsInFlight.delete(start));
     }
@@ -353,11 +357,14 @@ export class Supervisor {
       if (!handle) {
         this.o.log.info({ cell, instance: index }, 'start cancelled: stopped before its spawn');
         const current = this.records.get(key);
-        if (current?.state === 'launching' && current.pid === null) this.update(stoppedOnRequest(current, 'stopped before it started', this.o.clock.now()));
+        // Detached (the daemon is leaving the cells to the next one): left `launching` without a
+        // pid, which the next daemon starts again (readopt).
+        if (!this.detached && current?.state === 'launching' && current.pid === null) this.update(stoppedOnRequest(current, 'stopped before it started', this.o.clock.now()));
         return;
       }
       if (!this.stillLaunching(key)) {
-        // Stopped while the spawn ran: the stop saw no pid, so this process is the start's to end.
+        // Stopped (or the daemon detached) while the spawn ran: the stop saw no pid, so this
+        // process is the start's to end; a detached daemon's successor starts the instance anew.
         this.o.log.info({ cell, instance: index, pid: handle.pid }, 'start cancelled: stopped during its spawn');
         this.o.driver.signalGroup(handle.pid, 'SIGKILL');
         return;
