@@ -7,7 +7,9 @@ export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
 }
 
-async function isUp(api: ApiClient): Promise<boolean> {
+/** Whether a daemon answers on `socket`. No socket file, no daemon: no HTTP round trip then. */
+async function isUp(socket: string, api: ApiClient): Promise<boolean> {
+  if (!existsSync(socket)) return false;
   try {
     await api.get<StatusView>('/v1/status', { timeoutMs: 2000 });
     return true;
@@ -36,8 +38,7 @@ export interface PendingDaemon {
 export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
-  // No socket file, no daemon: spares the HTTP round trip (and loading the HTTP client) on a cold start.
-  if (existsSync(paths.socket) && (await isUp(api))) return null;
+  if (await isUp(paths.socket, api)) return null;
   mkdirSync(paths.logs, { recursive: true });
   const out = openSync(paths.daemonOut, 'a');
   // The daemon's V8 tuning is set by its entry point (daemon/main.ts says why not here).
@@ -76,7 +77,7 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
 async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (existsSync(paths.socket) && (await isUp(api))) return;
+    if (await isUp(paths.socket, api)) return;
     if (exitCode() !== null) break;
     await new Promise((r) => setTimeout(r, 10));
   }
