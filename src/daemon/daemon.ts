@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Clock } from '../clock/index.js';
 import type { CellSpec, MeshSpec } from '../manifest/index.js';
-import { ManifestParser } from './parse-manifest.js';
+import type { ManifestParser } from './parse-manifest.js';
 import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
 import { computeVersion, runBuild } from '../builder/index.js';
@@ -24,13 +24,12 @@ export interface DaemonOptions {
   /** Fixed gateway port (manifest `gateway.port`); 0 picks a free one. */
   gatewayPort: number;
   driver?: ProcessDriver;
-  /** The manifest `cell up` is about to apply: parsed while the kernel boots (ManifestParser.prefetch). */
-  manifestHint?: string;
   /**
-   * A parser the caller started already (prefetching or warm): the background daemon's entry
-   * point starts it before it loads the daemon's code. `manifestHint` is then not used.
+   * The manifest parser, already begun (ManifestParser.begin: parsing the manifest `cell up` is
+   * about to apply, or warm): the background daemon's entry point starts it before it loads the
+   * daemon's code, so that it works while the kernel boots.
    */
-  manifests?: ManifestParser;
+  manifests: ManifestParser;
 }
 
 interface KernelState {
@@ -101,7 +100,7 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.paths = cellHomePaths(o.home);
-    this.manifests = o.manifests ?? new ManifestParser();
+    this.manifests = o.manifests;
     this.startedAt = o.clock.now();
     for (const dir of [this.paths.home, this.paths.logs, this.paths.repo, this.paths.keys]) mkdirSync(dir, { recursive: true });
     mkdirSync(this.paths.run, { recursive: true, mode: 0o700 });
@@ -128,9 +127,6 @@ export class Daemon {
    * `bootEdge` runs gateway and observer.
    */
   async boot(): Promise<void> {
-    // `cell up` sends a manifest right after boot: parse it (or at least load the parser)
-    // meanwhile, on the other core. A parser the caller passed in is going already.
-    if (!this.o.manifests) this.manifests.begin(this.o.manifestHint);
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);

@@ -5,7 +5,7 @@ import { removeStaleTempFiles } from '../store/index.js';
 import { Daemon } from './daemon.js';
 import { ApiServer } from './api-server.js';
 import { acquireDaemonLock } from './lock.js';
-import type { ManifestParser } from './parse-manifest.js';
+import { ManifestParser } from './parse-manifest.js';
 
 export { Daemon } from './daemon.js';
 export { KERNEL_CELLS, isKernelCell } from './kernel.js';
@@ -16,7 +16,7 @@ export interface RunDaemonOptions {
   gatewayPort?: number;
   /** The manifest about to be applied, parsed while the kernel boots. */
   manifestHint?: string;
-  /** A manifest parser already started (see DaemonOptions.manifests). */
+  /** A manifest parser already begun (see DaemonOptions.manifests); else one is begun with `manifestHint`. */
   manifests?: ManifestParser;
   /** In the foreground, Ctrl-C (SIGINT) runs a full `cell down`; in the background it only detaches. */
   foreground?: boolean;
@@ -34,7 +34,8 @@ export interface RunningDaemon {
  */
 export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   const paths = cellHomePaths(o.home);
-  const daemon = new Daemon({ home: o.home, clock: systemClock, gatewayPort: o.gatewayPort ?? 0, manifestHint: o.manifestHint, manifests: o.manifests });
+  const manifests = o.manifests ?? new ManifestParser();
+  const daemon = new Daemon({ home: o.home, clock: systemClock, gatewayPort: o.gatewayPort ?? 0, manifests });
   const releaseLock = acquireDaemonLock(paths.lock, o.home);
   removeStaleTempFiles(paths.controlPlane);
   // Clock timers and children are unref'd; this keeps the process alive until the daemon stops.
@@ -54,6 +55,9 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
     resolveStopped();
   };
   try {
+    // `cell up` sends a manifest right after boot: it is parsed (or at least the parser loaded)
+    // meanwhile, on the other core.
+    if (!o.manifests) manifests.begin(o.manifestHint);
     await daemon.boot();
     await api.listen(paths.socket);
     await daemon.bootEdge();
