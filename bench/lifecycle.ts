@@ -986,23 +986,31 @@ async function main(): Promise<number> {
   // earlier rounds, interleaved and in alternating order, so that the median of each tool's
   // rounds compares the tools on the same stretch of the machine's time.
   const earlierStarts: Record<'cell' | 'pm2', number[]> = { cell: [], pm2: [] };
+  /**
+   * Runs `phase` on a fresh driver of `tool` (its own temp state dir), then stops and cleans the
+   * tool up whatever happened; a failure is recorded in `failure` and ends the run.
+   */
+  const withTool = async (tool: 'cell' | 'pm2', keep: boolean, phase: (d: ToolDriver) => Promise<void>, beforeStart?: () => Promise<void>) => {
+    const d: ToolDriver = tool === 'cell' ? new CellDriver(o.cells) : new Pm2Driver(o.cells);
+    current = d;
+    phaseRunning = true;
+    await beforeStart?.();
+    try {
+      if (d instanceof Pm2Driver) await d.prepare();
+      await phase(d);
+    } catch (e) {
+      failure = e;
+      log(`${tool}: FAILED: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      await cleanup(d, keep);
+      current = null;
+      phaseRunning = false;
+    }
+  };
   for (let r = 0; r < o.startRounds - 1 && !aborted && !failure; r++) {
     for (const tool of r % 2 === 0 ? (['pm2', 'cell'] as const) : (['cell', 'pm2'] as const)) {
       if (o.only && o.only !== tool) continue;
-      const d: ToolDriver = tool === 'cell' ? new CellDriver(o.cells) : new Pm2Driver(o.cells);
-      current = d;
-      phaseRunning = true;
-      try {
-        if (d instanceof Pm2Driver) await d.prepare();
-        earlierStarts[tool].push((await coldStart(d, o)).ms);
-      } catch (e) {
-        failure = e;
-        log(`${tool}: FAILED: ${e instanceof Error ? e.message : String(e)}`);
-      } finally {
-        await cleanup(d, false);
-        current = null;
-        phaseRunning = false;
-      }
+      await withTool(tool, false, async (d) => void earlierStarts[tool].push((await coldStart(d, o)).ms));
       if (failure || aborted) break;
       await sleep(2000);
     }
@@ -1010,24 +1018,17 @@ async function main(): Promise<number> {
   for (const tool of ['cell', 'pm2'] as const) {
     if (o.only && o.only !== tool) continue;
     if (aborted || failure) break;
-    const d: ToolDriver = tool === 'cell' ? new CellDriver(o.cells) : new Pm2Driver(o.cells);
-    current = d;
-    phaseRunning = true;
-    // Other work on the machine skews every figure: measured, recorded, warned about.
-    const busy = await machineBusyPercent(1000);
-    background[tool] = busy;
-    if (busy > 15) log(`WARNING: the machine is ${busy} % busy before the ${tool} phase (other processes): figures will be noisy`);
-    try {
-      if (d instanceof Pm2Driver) await d.prepare();
-      results[tool] = await benchTool(d, o, earlierStarts[tool]);
-    } catch (e) {
-      failure = e;
-      log(`${tool}: FAILED: ${e instanceof Error ? e.message : String(e)}`);
-    } finally {
-      await cleanup(d, o.keep);
-      current = null;
-      phaseRunning = false;
-    }
+    await withTool(
+      tool,
+      o.keep,
+      async (d) => void (results[tool] = await benchTool(d, o, earlierStarts[tool])),
+      // Other work on the machine skews every figure: measured, recorded, warned about.
+      async () => {
+        const busy = await machineBusyPercent(1000);
+        background[tool] = busy;
+        if (busy > 15) log(`WARNING: the machine is ${busy} % busy before the ${tool} phase (other processes): figures will be noisy`);
+      },
+    );
     load[`after_${tool}`] = loadavg().map((x) => round(x, 2));
     if (failure) break;
     // Let the machine go quiet before the next tool.

@@ -320,7 +320,7 @@ export class Supervisor {
   }
 
   /**
-   * Whether the launch claimed in `rec` still stands: a stop (`cell down`, a scale-down, a restart)
+   * Whether the launch claimed for `key` still stands: a stop (`cell down`, a scale-down, a restart)
    * may have taken the instance while its spawn waited its turn.
    */
   private stillLaunching(key: string): boolean {
