@@ -3,8 +3,25 @@
  * `$CELL_HOME/run/daemon.sock`). Field names are the wire names.
  */
 import type { InstanceState, HealthStatus } from '../reconciler/index.js';
+import type { MeshSpec } from '../manifest/index.js';
 
 export type { InstanceState, HealthStatus };
+
+/**
+ * The `go` line `cell up` writes to the stdin of a daemon it started (cli/daemon-control.ts,
+ * daemon/main.ts): the gateway port, and the manifest as the command validated it, which the
+ * daemon's first apply takes if the file still has that text.
+ */
+export interface DaemonGo {
+  gatewayPort: number;
+  parsed?: ParsedManifest;
+}
+
+export interface ParsedManifest {
+  file: string;
+  text: string;
+  mesh: MeshSpec;
+}
 
 export interface DaemonView {
   pid: number;

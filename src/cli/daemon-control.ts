@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ApiClient, DaemonNotRunningError, cellHomePaths, daemonEnv, type StatusView } from '../api/index.js';
+import { ApiClient, DaemonNotRunningError, cellHomePaths, daemonEnv, type DaemonGo, type ParsedManifest, type StatusView } from '../api/index.js';
 
 export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -21,21 +21,50 @@ async function isUp(socket: string, api: ApiClient): Promise<boolean> {
 
 /** A daemon process started ahead of the manifest's validation, waiting for `go` (see startDaemon). */
 export interface PendingDaemon {
-  /** Lets it boot (with the manifest's gateway port) and waits until its API answers. */
-  go(gatewayPort: number): Promise<void>;
+  /**
+   * Lets it boot (with the manifest's gateway port) and waits until its API answers. `parsed` is
+   * the manifest as this command validated it: the daemon takes it for its first apply if the
+   * file still has that text, instead of parsing it again in a process of its own.
+   */
+  go(gatewayPort: number, parsed?: ParsedManifest): Promise<void>;
   /** The manifest was bad: ends it, and the parser it forked, before either touched CELL_HOME; resolves once both are gone. */
   abandon(): Promise<void>;
 }
 
 /**
  * Starts the background daemon for `home` unless one runs already (then: null), without waiting
- * for `cell up` to validate the manifest. The daemon boots node, loads its code and forks the
- * parser of `manifest` (the slow part: ~150 ms), then waits on its stdin for `go`: only then does
- * it take the lock and touch CELL_HOME. So a bad manifest still starts no daemon (`abandon`), and
+ * for `cell up` to validate the manifest. The daemon boots node and loads its code (the slow
+ * part: ~150 ms), then waits on its stdin for `go` (with the manifest as this command parsed
+ * it): only then does it take the lock and touch CELL_HOME. So a bad manifest still starts no daemon (`abandon`), and
  * a good one finds it loaded by the time it is validated. Without a `go` (this command died) the
  * daemon exits. It is detached (its own session), with its output in logs/daemon.out.
  */
 export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
+  const ahead = early;
+  early = null;
+  if (ahead) {
+    if (ahead.home === home && ahead.manifest === manifest) return ahead.pending;
+    // Started for another home or file than the full parse of the command line found: not ours.
+    await (await ahead.pending.catch(() => null))?.abandon();
+  }
+  return startDaemonNow(home, manifest);
+}
+
+let early: { home: string; manifest: string; pending: Promise<PendingDaemon | null> } | null = null;
+
+/**
+ * Starts the daemon for a `cell up` recognised before the full CLI is loaded (quick.ts), so that
+ * the two load side by side; the command's own `startDaemon` then takes it (same home and
+ * manifest) or ends it. A command that fails before that exits, and the daemon with it (no `go`).
+ */
+export function startDaemonEarly(home: string, manifest: string): void {
+  const pending = startDaemonNow(home, manifest);
+  // Reported when `startDaemon` takes it.
+  pending.catch(() => {});
+  early = { home, manifest, pending };
+}
+
+async function startDaemonNow(home: string, manifest: string): Promise<PendingDaemon | null> {
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(paths.socket, api)) return null;
@@ -53,8 +82,8 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
   const exit = new Promise<void>((resolve) => child.on('exit', (code) => ((exited = code ?? 1), resolve())));
   child.stdin!.on('error', () => {}); // a daemon that died early: its exit says why
   return {
-    async go(gatewayPort) {
-      child.stdin!.end(JSON.stringify({ gatewayPort }) + '\n');
+    async go(gatewayPort, parsed) {
+      child.stdin!.end(JSON.stringify({ gatewayPort, parsed } satisfies DaemonGo) + '\n');
       child.unref();
       await waitUp(paths, api, () => exited);
     },

@@ -105,10 +105,12 @@ program
     // A daemon to start boots meanwhile, up to the point where it would touch CELL_HOME.
     const pending = opts.foreground ? null : await (await import('./daemon-control.js')).startDaemon(cellHome, file);
     // Validated here: a bad manifest starts no daemon (the pending one is ended), and the error names the line.
-    const { loadManifest } = await import('../manifest/index.js');
+    const { parseManifest, readManifestText } = await import('../manifest/index.js');
     let mesh;
+    let text;
     try {
-      mesh = loadManifest(file);
+      text = readManifestText(file);
+      mesh = parseManifest(text, file);
     } catch (err) {
       await pending?.abandon();
       throw new CliError((err as Error).message, 2);
@@ -120,7 +122,7 @@ program
       stopped = running.stopped;
     } else if (pending) {
       progress(`starting the cell daemon for ${cellHome}`);
-      await pending.go(mesh.gateway.port);
+      await pending.go(mesh.gateway.port, { file, text, mesh });
     }
     const client = api();
     progress(`applying ${file}`);

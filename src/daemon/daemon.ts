@@ -95,6 +95,8 @@ export class Daemon {
   /** `cell up` waiting for the mesh to settle (waitSettled). */
   private settleWaiters = new Set<() => void>();
   private settleCheckQueued = false;
+  /** Conditions on the instances someone awaits (waitFor), checked at each change of them. */
+  private changeWaiters = new Set<() => void>();
   private readonly manifests: ManifestParser;
   endpointsRevision = 0;
 
@@ -152,6 +154,7 @@ export class Daemon {
       onChange: () => {
         this.controlPlane.schedule(() => this.controlPlaneSnapshot());
         if (this.settleWaiters.size > 0) this.checkSettled();
+        for (const check of [...this.changeWaiters]) check();
       },
       versionFor: (cell) => this.latestVersion(cell),
     });
@@ -221,17 +224,27 @@ export class Daemon {
     loop();
   }
 
+  /**
+   * Resolves true once `cond` holds, checked now and at every change of the instances (the
+   * gateway's readiness gates every application cell: a poll would add its period to each boot),
+   * or false after `timeoutMs`.
+   */
   private waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const deadline = this.now() + timeoutMs;
-      const check = () => {
-        if (cond()) return resolve(true);
-        if (this.now() >= deadline) return resolve(false);
-        this.o.clock.setTimer(20, check);
+      const settle = (held: boolean) => {
+        this.changeWaiters.delete(check);
+        cancel();
+        resolve(held);
       };
-      check();
+      const check = () => {
+        if (cond()) settle(true);
+      };
+      const cancel = this.o.clock.setTimer(timeoutMs, () => settle(cond()));
+      this.changeWaiters.add(check);
     });
   }
+
 
   private loadDesired(): Map<string, DesiredCell> {
     const now = this.now();

@@ -2,10 +2,11 @@
  * Entry point of the background daemon, started by `cell up`:
  *   node --v8-pool-size=1 dist/daemon/main.js --home <CELL_HOME> [--gateway-port N] [--manifest FILE] [--await-go]
  *
- * With --await-go it loads its code and starts parsing FILE, then waits for one line on stdin,
- * `{"gatewayPort": N}`, before it touches CELL_HOME: `cell up` validates the manifest meanwhile
- * and sends that line only if it is good (cli/daemon-control.ts). Without it (stdin closed),
- * the daemon exits.
+ * With --await-go it loads its code, then waits for one line on stdin, `{"gatewayPort": N,
+ * "parsed": {file, text, mesh}}` (api DaemonGo), before it touches CELL_HOME: `cell up` validates
+ * the manifest meanwhile and sends that line only if it is good (cli/daemon-control.ts); the
+ * daemon's first apply takes that parse while FILE keeps its text. Without a line (stdin closed),
+ * the daemon exits. Without --await-go it starts parsing FILE in a parser process at once.
  */
 // Every builtin the daemon uses, loaded before the V8 flags below change: node compiles its
 // builtins from a code cache that V8 accepts only while the flags are the ones it was built
@@ -30,7 +31,7 @@ import 'node:url';
 import 'node:util';
 import 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
-import { resolveCellHome } from '../api/index.js';
+import { resolveCellHome, type DaemonGo } from '../api/index.js';
 import { ManifestParser } from './parse-manifest.js';
 
 // The daemon makes little garbage and spends its time in syscalls, SQLite and short callbacks:
@@ -45,10 +46,10 @@ setFlagsFromString('--no-opt');
 setFlagsFromString('--semi-space-growth-factor=1');
 
 /** The `go` line of `cell up`, or null when stdin closed without one. */
-function goAhead(): Promise<{ gatewayPort: number } | null> {
+function goAhead(): Promise<DaemonGo | null> {
   return new Promise((resolve) => {
     let text = '';
-    const done = (go: { gatewayPort: number } | null) => {
+    const done = (go: DaemonGo | null) => {
       process.stdin.removeAllListeners('data').removeAllListeners('end');
       process.stdin.destroy();
       resolve(go);
@@ -58,18 +59,21 @@ function goAhead(): Promise<{ gatewayPort: number } | null> {
       text += chunk;
       const newline = text.indexOf('\n');
       if (newline < 0) return;
-      let port: unknown;
+      let go: Partial<DaemonGo> = {};
       try {
-        port = (JSON.parse(text.slice(0, newline)) as { gatewayPort?: unknown }).gatewayPort;
+        go = JSON.parse(text.slice(0, newline)) as Partial<DaemonGo>;
       } catch {
-        port = undefined;
+        // Reported below with what came.
       }
+      const port = go?.gatewayPort;
       if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-        process.stderr.write(`cell daemon: expected {"gatewayPort": N} on stdin, got ${JSON.stringify(text.slice(0, 100))}\n`);
+        process.stderr.write(`cell daemon: expected {"gatewayPort": N, ...} on stdin, got ${JSON.stringify(text.slice(0, 100))}\n`);
         done(null);
         return;
       }
-      done({ gatewayPort: port });
+      const parsed = go.parsed;
+      const usable = typeof parsed?.file === 'string' && typeof parsed.text === 'string' && typeof parsed.mesh === 'object' && parsed.mesh !== null;
+      done({ gatewayPort: port, parsed: usable ? parsed : undefined });
     });
     process.stdin.on('end', () => done(null));
     process.stdin.on('error', () => done(null));
@@ -85,17 +89,23 @@ const home = resolveCellHome(arg('--home'));
 const gatewayPort = Number(arg('--gateway-port') ?? '0');
 const manifestHint = arg('--manifest');
 
-// The manifest parser (a child process) starts before this process loads the daemon's own code:
-// it boots and parses on the other core meanwhile, and the fork is cheaper from a smaller process.
+const awaitGo = process.argv.includes('--await-go');
 const manifests = new ManifestParser();
-manifests.begin(manifestHint);
+// `cell up` parses the manifest itself and hands it over with its `go`: no parser process then.
+// Otherwise the parser (a child process) starts before this process loads the daemon's own code:
+// it boots and parses on the other core meanwhile, and the fork is cheaper from a smaller process.
+if (!awaitGo) manifests.begin(manifestHint);
 
 const { runDaemon } = await import('./index.js');
-const go = process.argv.includes('--await-go') ? await goAhead() : { gatewayPort };
+const go = awaitGo ? await goAhead() : { gatewayPort };
 if (!go) {
-  // `cell up` found the manifest bad (or died): leave no parser behind either.
+  // `cell up` found the manifest bad (or died).
   await manifests.stop();
   process.exit(0);
+}
+if (awaitGo) {
+  if (go.parsed) manifests.adopt(go.parsed);
+  else manifests.begin(manifestHint);
 }
 runDaemon({ home, gatewayPort: go.gatewayPort, manifests })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))

@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { ParsedManifest } from '../api/index.js';
 import type { MeshSpec } from '../manifest/index.js';
 
 /** An error thrown in the manifest parser, rebuilt with its name and fields (e.g. ManifestError). */
@@ -61,6 +62,14 @@ export class ManifestParser {
     const mesh = this.parseIn(child, file, { file, text });
     mesh.catch(() => {});
     this.prefetched = { file, text, mesh };
+  }
+
+  /**
+   * Takes a manifest `cell up` parsed and validated already (its `go` line), as if prefetched:
+   * `parse(file)` returns it while the file has the same text, with no parser process at all.
+   */
+  adopt(parsed: ParsedManifest): void {
+    this.prefetched = { file: parsed.file, text: parsed.text, mesh: Promise.resolve(parsed.mesh) };
   }
 
   async parse(file: string): Promise<MeshSpec> {

@@ -36,16 +36,19 @@ const MAX_LISTED_CELLS = 20;
  * too, so callers handle one error type. Relative paths resolve against the process cwd.
  */
 export function loadManifest(file: string): MeshSpec {
-  let text: string;
+  return parseManifest(readManifestText(file), file);
+}
+
+/** The text of the manifest at `file`; a missing or unreadable file is a ManifestError. */
+export function readManifestText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason =
       code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read the file: ${(err as Error).message}`;
     throw new ManifestError({ file, reason }, { cause: err });
   }
-  return parseManifest(text, file);
 }
 
 /**

@@ -3,4 +3,5 @@ export { Supervisor, type SupervisorOptions, type Logger, type LastProbe } from 
 export { ChildProcessDriver } from './child-process-driver.js';
 export { rotateIfLarger, readLastLines, followFile } from './log-rotation.js';
 export { SpawnError } from './errors.js';
+export { PortAllocator } from './ports.js';
 export { readProcStat, isDeadState, clockTicksPerSecond, type ProcStat } from './proc.js';

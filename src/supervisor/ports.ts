@@ -64,6 +64,27 @@ export class PortAllocator {
     this.next = range ? range.min + Math.floor(random() * (range.max - range.min + 1)) : 0;
   }
 
+  /**
+   * The next port of the range not in `inUse`, without checking that nothing else listens on it
+   * (null when there is no range): a start takes one at once, so that `cell ps` shows it, and
+   * checks it with `isFree` just before its spawn, which may be seconds later in a burst.
+   */
+  candidate(inUse: ReadonlySet<number>): number | null {
+    const range = this.range;
+    if (!range) return null;
+    for (let tried = 0; tried <= range.max - range.min; tried++) {
+      const port = this.next;
+      this.next = port === range.max ? range.min : port + 1;
+      if (!inUse.has(port)) return port;
+    }
+    return null;
+  }
+
+  /** Whether 127.0.0.1:`port` can be listened on now. */
+  async isFree(port: number): Promise<boolean> {
+    return (await tryListen(port)) !== null;
+  }
+
   async allocate(inUse: ReadonlySet<number>): Promise<number> {
     const range = this.range;
     if (!range) {

@@ -61,6 +61,8 @@ export interface SupervisorOptions {
    * version" before a spawn). Defaults to the desired version computed at apply time.
    */
   versionFor?(cell: DesiredCell): Promise<string>;
+  /** Where instance ports come from (default: the dynamic range, see ports.ts). */
+  ports?: PortAllocator;
 }
 
 export interface LastProbe {
@@ -102,7 +104,7 @@ export class Supervisor {
   private readonly lastProbes = new Map<string, LastProbe>();
   private readonly stopsInFlight = new Map<string, Promise<void>>();
   private readonly usedPorts = new Set<number>();
-  private readonly ports = new PortAllocator();
+  private readonly ports: PortAllocator;
   private tickQueued = false;
   private cancelWake: (() => void) | null = null;
   /** While halted (shutdown, restart of everything), the reconciler starts nothing. */
@@ -111,7 +113,9 @@ export class Supervisor {
   /** Which cells may be started now; the daemon opens it to app cells once the kernel is up. */
   private startGate: (cell: string) => boolean = () => true;
 
-  constructor(private readonly o: SupervisorOptions) {}
+  constructor(private readonly o: SupervisorOptions) {
+    this.ports = o.ports ?? new PortAllocator();
+  }
 
   // ---------------------------------------------------------------- state
 
@@ -333,27 +337,38 @@ export class Supervisor {
     const key = instanceKey(cell, index);
     const spec = desired.spec;
     try {
-      const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
-      const port = rec.port || (await this.ports.allocate(this.usedPorts));
+      // A new instance's port is handed out now and checked in its spawn turn below: checking
+      // 100 ports here, before the first spawn of a cold start, would hold that spawn back.
+      const candidate = rec.port ? null : this.ports.candidate(this.usedPorts);
+      const unchecked = candidate !== null;
+      let port = rec.port || candidate || (await this.ports.allocate(this.usedPorts));
       this.usedPorts.add(port);
+      const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
       const socket = this.o.socketOf(cell, index);
       // A socket file left by the previous run would make the new one fail to listen.
       rmSync(socket, { force: true });
       // Shown at once (`cell ps`), stored with the pid below: until there is a process, a daemon
       // that dies loses nothing by not having them on disk (the next one starts the instance anew).
       this.updateInMemory({ ...this.records.get(key)!, version, port, socket, sdk: false });
-      const handle = await this.spawnInTurn(() =>
-        this.stillLaunching(key)
-          ? this.o.driver.spawn({
-              cell,
-              instance: index,
-              command: spec.run,
-              cwd: spec.cwd,
-              env: this.instanceEnv(spec, index, port),
-              logFile: this.o.logFileOf(cell, index),
-            })
-          : Promise.resolve(null),
-      );
+      const handle = await this.spawnInTurn(async () => {
+        if (!this.stillLaunching(key)) return null;
+        if (unchecked && !(await this.ports.isFree(port))) {
+          // Something else took it meanwhile.
+          this.usedPorts.delete(port);
+          port = await this.ports.allocate(this.usedPorts);
+          this.usedPorts.add(port);
+          if (!this.stillLaunching(key)) return null;
+          this.updateInMemory({ ...this.records.get(key)!, port });
+        }
+        return this.o.driver.spawn({
+          cell,
+          instance: index,
+          command: spec.run,
+          cwd: spec.cwd,
+          env: this.instanceEnv(spec, index, port),
+          logFile: this.o.logFileOf(cell, index),
+        });
+      });
       if (!handle) {
         this.o.log.info({ cell, instance: index }, 'start cancelled: stopped before its spawn');
         const current = this.records.get(key);

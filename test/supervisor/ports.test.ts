@@ -74,3 +74,24 @@ test('ports - with no dynamic range, the system picks (listen on port 0)', async
   const port = await ports.allocate(new Set());
   assert.ok(port > 0);
 });
+
+test('ports - a candidate is handed out at once, unchecked, round-robin and skipping ports in use', async () => {
+  const range = { min: 15_500, max: 15_503 };
+  const ports = new PortAllocator(range, () => 0.5);
+  const inUse = new Set([15_503]);
+  // From the random start (the middle), wrapping at the end, never a port in use.
+  assert.deepEqual([ports.candidate(inUse), ports.candidate(inUse), ports.candidate(inUse)], [15_502, 15_500, 15_501]);
+  assert.equal(ports.candidate(new Set([15_500, 15_501, 15_502, 15_503])), null, 'all in use');
+  assert.equal(new PortAllocator(null).candidate(new Set()), null, 'no range: the system picks, later');
+  // isFree is the check the start makes before its spawn.
+  const server = await new Promise<Server>((resolve) => {
+    const s = createServer();
+    s.listen(15_500, '127.0.0.1', () => resolve(s));
+  });
+  try {
+    assert.equal(await ports.isFree(15_500), false);
+    assert.equal(await ports.isFree(15_501), true);
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});

@@ -8,7 +8,7 @@ import { ManualClock } from '../../src/clock/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { Registry } from '../../src/registry/index.js';
 import { EventLog } from '../../src/observer/index.js';
-import { Supervisor } from '../../src/supervisor/index.js';
+import { PortAllocator, Supervisor } from '../../src/supervisor/index.js';
 import type { CellSpec } from '../../src/manifest/index.js';
 import type { InstanceRecord } from '../../src/reconciler/index.js';
 import { FakeProcessDriver } from '../support/fake-driver.js';
@@ -25,8 +25,9 @@ class Harness implements Disposable {
   readonly events = new EventLog(this.store);
   supervisor = this.newSupervisor();
 
-  newSupervisor(): Supervisor {
+  newSupervisor(ports?: PortAllocator): Supervisor {
     return new Supervisor({
+      ports,
       driver: this.driver,
       store: this.store,
       clock: this.clock,
@@ -234,6 +235,30 @@ test('supervisor - probeNow runs a launching instance\'s readiness probe at once
   h.supervisor.probeNow('gw', 0);
   h.supervisor.probeNow('nope', 0);
   assert.equal(h.state('gw')!.state, 'ready');
+});
+
+test('supervisor - a port handed out at the claim but taken by its spawn turn: the instance gets another', async () => {
+  // Below the dynamic range, where no cell of a test running alongside listens.
+  const range = { min: 17_000, max: 17_009 };
+  using h = new Harness();
+  h.supervisor = h.newSupervisor(new PortAllocator(range, () => 0));
+  const other = net.createServer();
+  await new Promise<void>((resolve) => other.listen(range.min, '127.0.0.1', resolve));
+  try {
+    h.supervisor.setDesired(fake.desired(processCheck({ name: 'svc', instances: 2 })));
+    await Promise.resolve(); // the reconciler's tick: the claims, not yet the spawns
+    // Handed out at once, unchecked (shown by `cell ps` from now on): 17000 though it is taken.
+    assert.deepEqual(h.supervisor.instances().map((r) => [r.port, r.pid]), [[range.min, null], [range.min + 1, null]]);
+    await h.advance(100);
+    const spawned = h.driver.spawns.map((s) => ({ cell: s.cell, instance: s.instance, port: Number(s.env.PORT) }));
+    assert.deepEqual(spawned, [
+      { cell: 'svc', instance: 0, port: range.min + 2 },
+      { cell: 'svc', instance: 1, port: range.min + 1 },
+    ]);
+    assert.deepEqual(h.supervisor.instances().map((r) => [r.port, r.state]), [[range.min + 2, 'ready'], [range.min + 1, 'ready']]);
+  } finally {
+    await new Promise((r) => other.close(r));
+  }
 });
 
 test('supervisor - a round skips a member probed less than half an interval ago (its readiness probe)', async () => {
