@@ -7,7 +7,7 @@ import type { ManifestParser } from './parse-manifest.js';
 import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
 import { computeVersion, runBuild } from '../builder/index.js';
-import { openSqliteStore, type Store } from '../store/index.js';
+import { openSqliteStore, type Store, type TxnOp } from '../store/index.js';
 import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
@@ -95,6 +95,8 @@ export class Daemon {
   /** `cell up` waiting for the mesh to settle (waitSettled). */
   private settleWaiters = new Set<() => void>();
   private settleCheckQueued = false;
+  /** Cells whose last-known-good endpoints are to be written (rememberEndpoints). */
+  private readonly lkgDue = new Set<string>();
   /** Conditions on the instances someone awaits (waitFor), checked at each change of them. */
   private changeWaiters = new Set<() => void>();
   private readonly manifests: ManifestParser;
@@ -170,8 +172,9 @@ export class Daemon {
     this.store.sweepExpired(this.now());
     this.registry.watch((event) => {
       this.endpointsChanged();
-      // Last-known-good endpoints (discovery's fallback): written after the change commits.
-      if (event.type === 'put') queueMicrotask(() => this.rememberEndpoints(event.key));
+      // Last-known-good endpoints (discovery's fallback), written by the observer's one-second
+      // tick: one commit for a burst of changes (a cold start) instead of one per instance.
+      if (event.type === 'put') this.lkgDue.add(event.key.split('/')[2]);
     });
     this.kernelReady('registry');
 
@@ -199,6 +202,7 @@ export class Daemon {
     // 6. observer: periodic work (expiry sweeps, log rotation, version loop, last_health).
     this.every(1000, () => {
       this.registry.flushRenewals(this.now());
+      this.rememberEndpoints();
       this.store.sweepExpired(this.now());
     });
     this.every(10_000, () => this.rotateLogs());
@@ -521,11 +525,17 @@ export class Daemon {
 
   // ---------------------------------------------------------------- discovery
 
-  private rememberEndpoints(registryKey: string): void {
-    if (this.shuttingDown) return;
-    const cell = registryKey.split('/')[2];
-    const endpoints = this.registry.endpoints(this.now(), cell);
-    if (endpoints.length > 0) this.store.put(`${LKG_PREFIX}${cell}`, endpoints, { now: this.now() });
+  /** Writes the last-known-good endpoints of the cells whose endpoints changed, in one commit. */
+  private rememberEndpoints(): void {
+    if (this.shuttingDown || this.lkgDue.size === 0) return;
+    const now = this.now();
+    const ops: TxnOp[] = [];
+    for (const cell of this.lkgDue) {
+      const endpoints = this.registry.endpoints(now, cell);
+      if (endpoints.length > 0) ops.push({ op: 'put', key: `${LKG_PREFIX}${cell}`, value: endpoints });
+    }
+    this.lkgDue.clear();
+    if (ops.length > 0) this.store.txn([], ops, now);
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { Store, WatchEvent } from '../store/index.js';
+import type { Store, TxnOp, WatchEvent } from '../store/index.js';
 
 /**
  * The registry (the seed's Nucleus): which instances serve a cell and where. An endpoint is a
@@ -22,11 +22,21 @@ export class Registry {
   /** When each endpoint's lease was last written, to renew it only past half its TTL. */
   private renewedAt = new Map<string, number>();
   private dueRenewals = new Map<string, () => Endpoint>();
+  /**
+   * Every live endpoint, as last listed, until an endpoint changes or the first of their leases
+   * runs out (renewals only push that later): the gateway's long poll asks for the whole list
+   * after each change, ~60 times in a cold start of 100 cells.
+   */
+  private listed: { endpoints: Endpoint[]; validUntil: number } | null = null;
 
   constructor(
     private readonly store: Store,
     private readonly ttlMs: number,
-  ) {}
+  ) {
+    store.watch(PREFIX, () => {
+      this.listed = null;
+    });
+  }
 
   static key(cell: string, instance: number): string {
     return `${PREFIX}${cell}/${instance}`;
@@ -34,10 +44,19 @@ export class Registry {
 
   /** Registers (or re-registers) an endpoint. Idempotent. */
   register(endpoint: Endpoint, now: number): void {
+    const op = this.registration(endpoint, now);
+    this.store.put(op.key, op.value, { now, ttlMs: this.ttlMs });
+  }
+
+  /**
+   * The store write that registers `endpoint`, for a caller that commits it with writes of its
+   * own (the supervisor: an instance's `ready` record and its endpoint in one commit).
+   */
+  registration(endpoint: Endpoint, now: number): TxnOp & { op: 'put' } {
     const key = Registry.key(endpoint.cell, endpoint.instance);
-    this.store.put(key, endpoint, { now, ttlMs: this.ttlMs });
     this.renewedAt.set(key, now);
     this.dueRenewals.delete(key);
+    return { op: 'put', key, value: endpoint, ttlMs: this.ttlMs };
   }
 
   /**
@@ -75,7 +94,11 @@ export class Registry {
   }
 
   endpoints(now: number, cell?: string): Endpoint[] {
-    return this.store.list<Endpoint>(cell ? `${PREFIX}${cell}/` : PREFIX, now).map((e) => e.value);
+    if (!this.listed || now >= this.listed.validUntil) {
+      const entries = this.store.list<Endpoint>(PREFIX, now);
+      this.listed = { endpoints: entries.map((e) => e.value), validUntil: Math.min(...entries.map((e) => e.expiresAt ?? Infinity)) };
+    }
+    return cell === undefined ? [...this.listed.endpoints] : this.listed.endpoints.filter((e) => e.cell === cell);
   }
 
   /** Calls `onChange` after any endpoint change (including expiries swept by the store). */

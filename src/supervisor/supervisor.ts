@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Clock } from '../clock/index.js';
 import type { CellSpec } from '../manifest/index.js';
-import type { Store } from '../store/index.js';
+import type { Store, TxnOp } from '../store/index.js';
 import type { Registry } from '../registry/index.js';
 import type { EventLog } from '../observer/index.js';
 import { probe, probeHttpThen, type ProbeResult } from '../health/index.js';
@@ -600,8 +600,8 @@ export class Supervisor {
     if (result.ok) {
       this.probeFailures.set(key, 0);
       if (current.state === 'launching') {
-        this.update(probePassed(current, now), 'healthy');
-        this.o.registry.register(this.endpointOf(current), now);
+        // Ready and registered (routable) in one commit.
+        this.updateAll([{ next: probePassed(current, now), reason: 'healthy', ops: [this.o.registry.registration(this.endpointOf(current), now)] }]);
         this.requestTick();
       } else {
         if (current.health !== 'passing') this.update(probePassed(current, now));
@@ -616,7 +616,9 @@ export class Supervisor {
         return;
       }
     } else if (current.healthDetail !== (result.detail ?? null)) {
-      this.update({ ...probeFailed(current, result.detail ?? 'probe failed'), health: 'unknown' });
+      // Why a launching instance is not ready yet (`cell status`): stored with its next change, a
+      // commit per instance less in a cold start; a daemon that dies meanwhile probes it anew.
+      this.updateInMemory({ ...probeFailed(current, result.detail ?? 'probe failed'), health: 'unknown' });
     }
     const next = this.records.get(key)!;
     if (next.state === 'launching') {
@@ -652,8 +654,7 @@ export class Supervisor {
     if (!rec || rec.pid !== pid || (rec.state !== 'launching' && rec.state !== 'ready')) return false;
     const wasLaunching = rec.state === 'launching';
     const next = announcedReady(rec, socket, this.o.clock.now());
-    this.update(next, wasLaunching ? 'ready signal' : null);
-    this.o.registry.register(this.endpointOf(next), this.o.clock.now());
+    this.updateAll([{ next, reason: wasLaunching ? 'ready signal' : null, ops: [this.o.registry.registration(this.endpointOf(next), this.o.clock.now())] }]);
     if (wasLaunching) {
       this.startProbing(key, this.desired.cells.get(cell)?.spec.health.intervalMs ?? 1000);
       this.requestTick();
@@ -805,16 +806,16 @@ export class Supervisor {
     this.updateAll([{ next, reason }]);
   }
 
-  /** Stores new records (and the transitions to them) in one commit. */
-  private updateAll(changes: { next: InstanceRecord; reason?: string | null }[]): void {
+  /** Stores new records (and the transitions to them, and any `ops` that go with them) in one commit. */
+  private updateAll(changes: { next: InstanceRecord; reason?: string | null; ops?: TxnOp[] }[]): void {
     if (changes.length === 0) return;
     const now = this.o.clock.now();
     this.o.events.appendAll(
-      changes.map(({ next, reason }) => {
+      changes.map(({ next, reason, ops: own = [] }) => {
         const key = instanceKey(next.cell, next.index);
         const prev = this.records.get(key);
         this.records.set(key, next);
-        const ops = [{ op: 'put' as const, key: `${RECORD_PREFIX}${key}`, value: next }];
+        const ops: TxnOp[] = [{ op: 'put', key: `${RECORD_PREFIX}${key}`, value: next }, ...own];
         if (prev && prev.state === next.state) return { ops };
         return { event: { at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
       }),

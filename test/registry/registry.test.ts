@@ -43,3 +43,33 @@ test('registry - heartbeats renew leases in one batch, without events; a lapsed 
   assert.deepEqual(events.slice(2), ['delete registry/endpoints/api/1', 'put registry/endpoints/api/1']);
   store.close();
 });
+
+test('registry - the endpoint list follows every change, expiry (swept or not) and renewal', () => {
+  const store = openSqliteStore(':memory:');
+  const registry = new Registry(store, 10_000);
+  const other = { ...endpoint(0), cell: 'web' };
+  const list = (now: number, cell?: string) => registry.endpoints(now, cell).map((e) => `${e.cell}/${e.instance}`);
+  assert.deepEqual(list(0), []);
+  registry.register(endpoint(0), 0);
+  assert.deepEqual(list(0), ['api/0']);
+  // A registration committed with other writes (the supervisor's `ready`) counts the same.
+  const op = registry.registration(other, 1_000);
+  store.txn([], [op, { op: 'put', key: 'instances/web/0', value: { state: 'ready' } }], 1_000);
+  registry.register(endpoint(1), 1_000);
+  assert.deepEqual(list(1_000), ['api/0', 'api/1', 'web/0']);
+  assert.deepEqual(list(1_000, 'api'), ['api/0', 'api/1']);
+  registry.deregister('api', 1);
+  assert.deepEqual(list(1_000), ['api/0', 'web/0']);
+  // api/0's lease (registered at 0) runs out at 10 000, before any sweep: it is gone from the list.
+  assert.deepEqual(list(9_999), ['api/0', 'web/0']);
+  assert.deepEqual(list(10_000), ['web/0']);
+  // web/0 is renewed (a keep-alive, no event): it stays past its first expiry.
+  registry.heartbeat('web', 0, () => other, 8_000);
+  registry.flushRenewals(8_000);
+  assert.deepEqual(list(12_000), ['web/0']);
+  assert.deepEqual(list(18_000), []);
+  // The list handed out is the caller's own.
+  registry.register(endpoint(2), 20_000);
+  registry.endpoints(20_000).pop();
+  assert.deepEqual(list(20_000), ['api/2']);
+});
