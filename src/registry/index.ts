@@ -1,4 +1,4 @@
-import type { Store, TxnOp, WatchEvent } from '../store/index.js';
+import type { Store, StoreEntry, TxnOp, WatchEvent } from '../store/index.js';
 
 /**
  * The registry (the seed's Nucleus): which instances serve a cell and where. An endpoint is a
@@ -23,18 +23,26 @@ export class Registry {
   private renewedAt = new Map<string, number>();
   private dueRenewals = new Map<string, () => Endpoint>();
   /**
-   * Every live endpoint, as last listed, until an endpoint changes or the first of their leases
-   * runs out (renewals only push that later): the gateway's long poll asks for the whole list
-   * after each change, ~60 times in a cold start of 100 cells.
+   * Every live endpoint by key, kept up to date from the store's events, until the first of their
+   * leases runs out (renewals, which make no event, only push that later; the list is then read
+   * again): the gateway's long poll asks for the whole list after each change, ~60 times in a
+   * cold start of 100 cells, and decoding it from SQLite each time was most of the cost.
    */
-  private listed: { endpoints: Endpoint[]; validUntil: number } | null = null;
+  private listed: { byKey: Map<string, StoreEntry<Endpoint>>; validUntil: number; sorted: Endpoint[] | null } | null = null;
 
   constructor(
     private readonly store: Store,
     private readonly ttlMs: number,
   ) {
-    store.watch(PREFIX, () => {
-      this.listed = null;
+    store.watch(PREFIX, (event) => {
+      const listed = this.listed;
+      if (!listed) return;
+      listed.sorted = null;
+      if (event.type === 'delete') listed.byKey.delete(event.key);
+      else if (event.entry) {
+        listed.byKey.set(event.key, event.entry as StoreEntry<Endpoint>);
+        listed.validUntil = Math.min(listed.validUntil, event.entry.expiresAt ?? Infinity);
+      } else this.listed = null;
     });
   }
 
@@ -93,12 +101,16 @@ export class Registry {
     this.store.delete(key);
   }
 
+  /** The live endpoints (of `cell`, or all), in key order. */
   endpoints(now: number, cell?: string): Endpoint[] {
-    if (!this.listed || now >= this.listed.validUntil) {
+    let listed = this.listed;
+    if (!listed || now >= listed.validUntil) {
       const entries = this.store.list<Endpoint>(PREFIX, now);
-      this.listed = { endpoints: entries.map((e) => e.value), validUntil: Math.min(...entries.map((e) => e.expiresAt ?? Infinity)) };
+      listed = this.listed = { byKey: new Map(entries.map((e) => [e.key, e])), validUntil: Math.min(...entries.map((e) => e.expiresAt ?? Infinity)), sorted: null };
     }
-    return cell === undefined ? [...this.listed.endpoints] : this.listed.endpoints.filter((e) => e.cell === cell);
+    // Keys are ASCII (cell names are), so this is the store's own key order.
+    listed.sorted ??= [...listed.byKey.keys()].sort().map((key) => listed.byKey.get(key)!.value);
+    return cell === undefined ? [...listed.sorted] : listed.sorted.filter((e) => e.cell === cell);
   }
 
   /** Calls `onChange` after any endpoint change (including expiries swept by the store). */
