@@ -30,6 +30,19 @@ export async function machineBusyPercent(ms: number): Promise<number> {
   return b.total === a.total ? 0 : round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100, 1);
 }
 
+/**
+ * Waits until the machine is quiet (under `threshold` % busy over a 500 ms window), at most
+ * `maxMs`; returns the last reading. After a tool's 100 processes are killed, the kernel is
+ * still freeing their ~5 GB for a while: the next cold start would pay for it.
+ */
+export async function waitQuiet(threshold = 10, maxMs = 10_000): Promise<number> {
+  const deadline = Date.now() + maxMs;
+  for (;;) {
+    const busy = await machineBusyPercent(500);
+    if (busy < threshold || Date.now() >= deadline) return busy;
+  }
+}
+
 /** A numeric command-line value of at least `min`; throws naming the option and what it got. */
 export function numberArg(name: string, value: string | undefined, min: number): number {
   const n = Number(value);

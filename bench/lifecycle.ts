@@ -20,7 +20,7 @@ import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { log, machineBusyPercent, median, now, numberArg, round, sleep } from './common.js';
+import { log, machineBusyPercent, median, now, numberArg, round, sleep, waitQuiet } from './common.js';
 
 // ------------------------------------------------------------------ options
 
@@ -60,8 +60,8 @@ function parseArgs(argv: string[]): Options {
     keep: false,
     keepEnv: false,
     noBare: false,
-    budgetSeconds: 420,
-    startRounds: 3,
+    budgetSeconds: 600,
+    startRounds: 5,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -90,7 +90,7 @@ function parseArgs(argv: string[]): Options {
         process.stdout.write(
           'usage: node --import tsx bench/lifecycle.ts [--cells 100] [--crashes 10] [--idle-seconds 20] [--settle-seconds 15]\n' +
             '         [--status-runs 10] [--poll-ms 10] [--poll-budget 1500] [--only cell|pm2] [--no-bare] [--keep] [--keep-env]\n' +
-            '         [--start-rounds 3] [--budget-seconds 420]\n',
+            '         [--start-rounds 5] [--budget-seconds 600]\n',
         );
         process.exit(0);
       default:
@@ -980,7 +980,7 @@ async function main(): Promise<number> {
     } finally {
       phaseRunning = false;
     }
-    await sleep(2000);
+    await waitQuiet();
   }
   // Cold starts are the noisiest figure (a busy neighbour on the VM moves them by a second):
   // earlier rounds, interleaved and in alternating order, so that the median of each tool's
@@ -1012,7 +1012,7 @@ async function main(): Promise<number> {
       if (o.only && o.only !== tool) continue;
       await withTool(tool, false, async (d) => void earlierStarts[tool].push((await coldStart(d, o)).ms));
       if (failure || aborted) break;
-      await sleep(2000);
+      await waitQuiet();
     }
   }
   for (const tool of ['cell', 'pm2'] as const) {
@@ -1032,7 +1032,7 @@ async function main(): Promise<number> {
     load[`after_${tool}`] = loadavg().map((x) => round(x, 2));
     if (failure) break;
     // Let the machine go quiet before the next tool.
-    await sleep(2000);
+    await waitQuiet();
   }
   clearTimeout(watchdog);
 

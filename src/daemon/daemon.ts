@@ -41,8 +41,8 @@ const DESIRED_PREFIX = 'desired/cells/';
 const LATEST_PREFIX = 'builder/latest/';
 const BUILT_PREFIX = 'builder/built/';
 const LKG_PREFIX = 'discovery/lkg/';
-/** How long a change of endpoints waits for more before the gateway's long poll answers. */
-const ENDPOINT_BATCH_MS = 50;
+/** The least time between two answers of the gateway's long poll while endpoints keep changing. */
+const ENDPOINT_ANSWER_INTERVAL_MS = 200;
 
 
 /**
@@ -92,6 +92,7 @@ export class Daemon {
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
   private endpointWaiters = new Set<() => void>();
+  private lastEndpointsAnswerAt = -Infinity;
   /** `cell up` waiting for the mesh to settle (waitSettled). */
   private settleWaiters = new Set<() => void>();
   private settleCheckQueued = false;
@@ -465,8 +466,11 @@ export class Daemon {
 
   /**
    * Long-poll: resolves when the endpoint revision passes `after`, or after `waitMs`. A change
-   * answers after ENDPOINT_BATCH_MS, so that a burst (100 instances becoming ready in a cold
-   * start) reaches the gateway as a few full lists rather than one per instance.
+   * is answered at once (a timer of 0: the other changes of the same turn come along) unless the
+   * last answer to a change was less than ENDPOINT_ANSWER_INTERVAL_MS ago; then when that much
+   * has passed. So a lone change (a restarted instance) reaches the gateway at once, and a burst
+   * (100 instances becoming ready in a cold start) as a few full lists a second rather than one
+   * per instance.
    */
   waitEndpoints(after: number, waitMs: number): Promise<void> {
     if (this.endpointsRevision > after || this.shuttingDown) return Promise.resolve();
@@ -475,10 +479,14 @@ export class Daemon {
         this.endpointWaiters.delete(wake);
         resolve();
       });
+      const answer = () => {
+        this.lastEndpointsAnswerAt = this.now();
+        resolve();
+      };
       const wake = () => {
         cancel();
         if (this.shuttingDown) resolve();
-        else this.o.clock.setTimer(ENDPOINT_BATCH_MS, resolve);
+        else this.o.clock.setTimer(Math.max(0, this.lastEndpointsAnswerAt + ENDPOINT_ANSWER_INTERVAL_MS - this.now()), answer);
       };
       this.endpointWaiters.add(wake);
     });

@@ -238,3 +238,32 @@ test('e2e commands - cell up returns as soon as the mesh is healthy, and fails n
   assert.equal(slow.code, 1, slow.stderr);
   assert.match(slow.stderr.trim().split('\n').at(-1)!, /^cell: not healthy after 1s: slower \(launching/);
 });
+
+test('e2e commands - the gateway follows endpoint changes: scale up, a killed instance, scale down', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  web:
+    run: node fixtures/http-server.mjs
+    health: { http: { path: /health }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
+  /** The instances that answered `tries` requests through the gateway (round-robin). */
+  const answering = async (tries: number) => {
+    const ids = new Set<string>();
+    for (let i = 0; i < tries; i++) {
+      const res = await httpGet(gatewayPort, '/web/');
+      if (res.status === 200) ids.add(res.body.trim());
+    }
+    return [...ids].sort();
+  };
+  assert.deepEqual(await answering(3), ['ok web.0']);
+  await mesh.ok(['scale', 'web', '3']);
+  await waitUntil('the gateway routes to all 3', async () => (await answering(9)).length === 3);
+  const killed = (await mesh.ps()).find((p) => p.cell === 'web' && p.instance === 1)!;
+  process.kill(killed.pid!, 'SIGKILL');
+  await waitUntil('web.1 back under a new pid', async () => (await mesh.ps()).some((p) => p.cell === 'web' && p.instance === 1 && p.state === 'ready' && p.pid !== killed.pid));
+  await waitUntil('the gateway routes to all 3 again', async () => (await answering(9)).length === 3);
+  await mesh.ok(['scale', 'web', '1']);
+  await waitUntil('the gateway routes to web.0 alone', async () => (await answering(6)).join() === 'ok web.0');
+});
