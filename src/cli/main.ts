@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
 import type { ApplyResult, CellView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
+import { timeoutMs } from './duration.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
@@ -71,10 +72,9 @@ function parsePositiveInt(name: string) {
 }
 
 function parseDurationMs(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
-  if (!m) throw new CliError(`--timeout must be a duration like 30s or 2m, got "${value}"`, 2);
-  const n = Number(m[1]);
-  return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
+  const ms = timeoutMs(value);
+  if (ms === null) throw new CliError(`--timeout must be a duration like 30s or 2m, got "${value}"`, 2);
+  return ms;
 }
 
 // ------------------------------------------------------------------ lifecycle

@@ -1,5 +1,6 @@
 import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import { resolve } from 'node:path';
+import { timeoutMs } from './duration.js';
 import { runPs, runStatus } from './read-commands.js';
 
 const FLAGS: Record<string, Set<string>> = {
@@ -43,7 +44,7 @@ export async function runQuick(argv: string[]): Promise<boolean> {
 
 /**
  * The home and manifest of a `cell up` that starts a background daemon, when the command line is
- * made of nothing but `up`, `--home DIR`, `-f/--file FILE`, `--no-wait` and `--timeout T`; else
+ * made of nothing but `up`, `--home DIR`, `-f/--file FILE`, `--no-wait` and a valid `--timeout T`; else
  * null (`--foreground`, `--help`, anything unknown: the full CLI alone decides).
  */
 export function plainUp(argv: string[]): { home?: string; file?: string } | null {
@@ -56,7 +57,11 @@ export function plainUp(argv: string[]): { home?: string; file?: string } | null
     if (flag === 'up' && !command) command = true;
     else if (flag === '--home') found.home = value();
     else if (flag === '-f' || flag === '--file') found.file = value();
-    else if (flag === '--timeout' && command) value();
+    else if (flag === '--timeout' && command) {
+      // A bad one is the full CLI's to report, before any daemon starts.
+      const given = value();
+      if (given === undefined || timeoutMs(given) === null) return null;
+    }
     else if (flag === '--no-wait' && command && inline === undefined) continue;
     else return null;
     if (found.home === undefined && flag === '--home') return null;

@@ -26,6 +26,8 @@ test('cli quick - anything else is left to the full CLI alone', () => {
     ['--no-wait', 'up'],
     ['up', '--no-wait=1'],
     ['up', '--bogus'],
+    ['up', '--timeout', 'bogus'],
+    ['up', '--timeout'],
   ]) {
     assert.equal(plainUp(argv), null, argv.join(' '));
   }

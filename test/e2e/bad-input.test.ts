@@ -309,6 +309,10 @@ describe('e2e bad input', { concurrency: true }, () => {
     assertOneLineError(await mesh.cell(['-f', missing, 'up'], { timeoutMs: 15_000 }), missing, { says: 'file not found' }, 'no daemon: missing file');
     // --foreground validates before it would run the daemon in-process, too.
     assertOneLineError(await mesh.cell(['up', '--foreground'], { timeoutMs: 15_000 }), cellYaml, { line: 2, says: 'a -> b -> c -> a' }, 'no daemon: --foreground');
+    // A bad flag is refused before the daemon would be started early (cli/quick.ts).
+    const badFlag = await mesh.cell(['up', '--timeout', 'soon'], { timeoutMs: 15_000 });
+    assert.equal(badFlag.code, 2, 'bad --timeout');
+    assert.equal(badFlag.stderr, 'cell: --timeout must be a duration like 30s or 2m, got "soon"\n');
 
     assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')), 'no daemon socket');
     assert.deepEqual(processesOfHome(mesh.home), [], 'no process carries this home');
