@@ -27,9 +27,12 @@ export interface PendingDaemon {
    * file still has that text, instead of parsing it again in a process of its own.
    */
   go(gatewayPort: number, parsed?: ParsedManifest): Promise<void>;
-  /** The manifest was bad: ends it, and the parser it forked, before either touched CELL_HOME; resolves once both are gone. */
+  /** The manifest was bad: ends it before it touched CELL_HOME; resolves once it is gone. */
   abandon(): Promise<void>;
 }
+
+/** A daemon `startDaemonEarly` started, until `startDaemon` takes it. */
+let early: { home: string; manifest: string; pending: Promise<PendingDaemon | null> } | null = null;
 
 /**
  * Starts the background daemon for `home` unless one runs already (then: null), without waiting
@@ -49,8 +52,6 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
   }
   return startDaemonNow(home, manifest);
 }
-
-let early: { home: string; manifest: string; pending: Promise<PendingDaemon | null> } | null = null;
 
 /**
  * Starts the daemon for a `cell up` recognised before the full CLI is loaded (quick.ts), so that

@@ -1,5 +1,5 @@
-import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import { resolve } from 'node:path';
+import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import { timeoutMs } from './duration.js';
 import { runPs, runStatus } from './read-commands.js';
 
@@ -51,21 +51,18 @@ export function plainUp(argv: string[]): { home?: string; file?: string } | null
   const found: { home?: string; file?: string } = {};
   let command = false;
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    const value = () => inline ?? argv[++i];
+    const eq = argv[i].startsWith('--') ? argv[i].indexOf('=') : -1;
+    const flag = eq < 0 ? argv[i] : argv[i].slice(0, eq);
+    const value = eq < 0 ? argv[i + 1] : argv[i].slice(eq + 1);
+    if (eq < 0 && ['--home', '-f', '--file', '--timeout'].includes(flag)) i++;
     if (flag === 'up' && !command) command = true;
-    else if (flag === '--home') found.home = value();
-    else if (flag === '-f' || flag === '--file') found.file = value();
-    else if (flag === '--timeout' && command) {
-      // A bad one is the full CLI's to report, before any daemon starts.
-      const given = value();
-      if (given === undefined || timeoutMs(given) === null) return null;
-    }
-    else if (flag === '--no-wait' && command && inline === undefined) continue;
+    else if (flag === '--no-wait' && command && eq < 0) continue;
+    else if (value === undefined) return null;
+    else if (flag === '--home') found.home = value;
+    else if (flag === '-f' || flag === '--file') found.file = value;
+    // A bad timeout is the full CLI's to report, before any daemon starts.
+    else if (flag === '--timeout' && command && timeoutMs(value) !== null) continue;
     else return null;
-    if (found.home === undefined && flag === '--home') return null;
-    if (found.file === undefined && (flag === '-f' || flag === '--file')) return null;
   }
   return command ? found : null;
 }

@@ -250,7 +250,6 @@ export class Daemon {
     });
   }
 
-
   private loadDesired(): Map<string, DesiredCell> {
     const now = this.now();
     const cells = new Map<string, DesiredCell>();
