@@ -31,9 +31,6 @@ export interface PendingDaemon {
   abandon(): Promise<void>;
 }
 
-/** A daemon `startDaemonEarly` started, until `startDaemon` takes it. */
-let early: { home: string; manifest: string; pending: Promise<PendingDaemon | null> } | null = null;
-
 /**
  * Starts the background daemon for `home` unless one runs already (then: null), without waiting
  * for `cell up` to validate the manifest. The daemon boots node and loads its code (the slow
@@ -43,29 +40,6 @@ let early: { home: string; manifest: string; pending: Promise<PendingDaemon | nu
  * daemon exits. It is detached (its own session), with its output in logs/daemon.out.
  */
 export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
-  const ahead = early;
-  early = null;
-  if (ahead) {
-    if (ahead.home === home && ahead.manifest === manifest) return ahead.pending;
-    // Started for another home or file than the full parse of the command line found: not ours.
-    await (await ahead.pending.catch(() => null))?.abandon();
-  }
-  return startDaemonNow(home, manifest);
-}
-
-/**
- * Starts the daemon for a `cell up` recognised before the full CLI is loaded (quick.ts), so that
- * the two load side by side; the command's own `startDaemon` then takes it (same home and
- * manifest) or ends it. A command that fails before that exits, and the daemon with it (no `go`).
- */
-export function startDaemonEarly(home: string, manifest: string): void {
-  const pending = startDaemonNow(home, manifest);
-  // Reported when `startDaemon` takes it.
-  pending.catch(() => {});
-  early = { home, manifest, pending };
-}
-
-async function startDaemonNow(home: string, manifest: string): Promise<PendingDaemon | null> {
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(paths.socket, api)) return null;

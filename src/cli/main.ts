@@ -1,22 +1,13 @@
 import { Command, Option } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
-import type { ApplyResult, CellView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
+import { ApiClient, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
+import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
-import { timeoutMs } from './duration.js';
+import { UP_TIMEOUT, timeoutMs } from './duration.js';
+import { CliError, endProgress, progress, reportError } from './output.js';
+import { runUp } from './up.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
-
-/** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
-class CliError extends Error {
-  override name = 'CliError';
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
 
 interface GlobalOptions {
   file?: string;
@@ -48,20 +39,6 @@ function manifestPath(): string {
   return resolve(globals().file ?? 'cell.yaml');
 }
 
-
-const isTty = process.stderr.isTTY === true;
-let lastProgress = '';
-/** A progress line on stderr: rewritten in place on a terminal, printed on change otherwise. */
-function progress(line: string): void {
-  if (line === lastProgress) return;
-  lastProgress = line;
-  if (isTty) process.stderr.write(`\r\x1b[2K${line}`);
-  else process.stderr.write(`${line}\n`);
-}
-function endProgress(): void {
-  if (isTty && lastProgress) process.stderr.write('\r\x1b[2K');
-  lastProgress = '';
-}
 
 function parsePositiveInt(name: string) {
   return (value: string): number => {
@@ -95,81 +72,11 @@ program
   .command('up')
   .description('start the daemon if needed, apply the manifest, and wait until every cell is healthy')
   .option('--foreground', 'run the daemon in this process (Ctrl-C stops the mesh)')
-  .option('--timeout <duration>', 'how long to wait for every cell to be healthy', '120s')
+  .option('--timeout <duration>', 'how long to wait for every cell to be healthy', UP_TIMEOUT)
   .option('--no-wait', 'return once the manifest is applied')
   .action(async (opts: { foreground?: boolean; timeout: string; wait: boolean }) => {
-    const timeoutMs = parseDurationMs(opts.timeout);
-    const file = manifestPath();
-    const t0 = Date.now();
-    const cellHome = home();
-    // A daemon to start boots meanwhile, up to the point where it would touch CELL_HOME.
-    const pending = opts.foreground ? null : await (await import('./daemon-control.js')).startDaemon(cellHome, file);
-    // Validated here: a bad manifest starts no daemon (the pending one is ended), and the error names the line.
-    const { parseManifest, readManifestText } = await import('../manifest/index.js');
-    let mesh;
-    let text;
-    try {
-      text = readManifestText(file);
-      mesh = parseManifest(text, file);
-    } catch (err) {
-      await pending?.abandon();
-      throw new CliError((err as Error).message, 2);
-    }
-    let stopped: Promise<void> | null = null;
-    if (opts.foreground) {
-      const { runDaemon } = await import('../daemon/index.js');
-      const running = await runDaemon({ home: cellHome, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: file });
-      stopped = running.stopped;
-    } else if (pending) {
-      progress(`starting the cell daemon for ${cellHome}`);
-      await pending.go(mesh.gateway.port, { file, text, mesh });
-    }
-    const client = api();
-    progress(`applying ${file}`);
-    const applied = await client.post<ApplyResult>('/v1/apply', { file });
-    if (opts.wait) await waitHealthy(client, applied.cells, timeoutMs);
-    endProgress();
-    const status = await client.get<StatusView>('/v1/status');
-    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
-    process.stdout.write(
-      `mesh up: ${applied.cells.length} cell${applied.cells.length === 1 ? '' : 's'} ${opts.wait ? 'healthy' : 'applied'} in ${seconds}s` +
-        (status.daemon.gateway ? `; gateway ${status.daemon.gateway}` : '') +
-        '\n',
-    );
-    if (stopped) {
-      process.stdout.write('running in the foreground; Ctrl-C stops the mesh\n');
-      await stopped;
-      process.exit(0);
-    }
+    await runUp({ home: home(), file: manifestPath(), foreground: opts.foreground === true, wait: opts.wait, timeoutMs: parseDurationMs(opts.timeout) });
   });
-
-async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const wanted = new Set(cells);
-  for (;;) {
-    const asked = Date.now();
-    // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
-    const status = await client.get<StatusView>('/v1/status?wait_settled=500');
-    const app = status.cells.filter((c) => wanted.has(c.name));
-    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
-    if (notReady.length === 0) return;
-    const failed = notReady.filter((c) => c.state === 'failed');
-    if (failed.length > 0) {
-      endProgress();
-      throw new CliError(`cells failed: ${failed.map((c) => `${c.name} (${c.reason ?? 'failed'})`).join('; ')}; see \`cell logs <cell>\``);
-    }
-    const summary = notReady.slice(0, 4).map((c) => `${c.name} ${c.state}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
-    progress(`waiting: ${app.length - notReady.length}/${app.length} cells healthy; ${summary.join(', ')}${notReady.length > 4 ? ', ...' : ''}`);
-    if (Date.now() >= deadline) {
-      endProgress();
-      throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map((c) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`).join('; ')}`);
-    }
-    // Settled on something this command does not wait for (a cell it did not apply failed):
-    // the daemon answers at once then, so pace the loop.
-    const elapsed = Date.now() - asked;
-    if (elapsed < 100) await new Promise((r) => setTimeout(r, 100 - elapsed));
-  }
-}
 
 program
   .command('down')
@@ -370,23 +277,5 @@ program
   });
 
 // ------------------------------------------------------------------ run
-
-function reportError(err: unknown): never {
-  endProgress();
-  if (err instanceof CliError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  if (err instanceof ApiError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(err.status >= 400 && err.status < 500 ? 2 : 1);
-  }
-  if (err instanceof DaemonNotRunningError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(3);
-  }
-  process.stderr.write(`cell: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-}
 
 program.parseAsync(process.argv).catch(reportError);

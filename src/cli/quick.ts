@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { ApiClient, ApiError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
-import { timeoutMs } from './duration.js';
+import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { runPs, runStatus } from './read-commands.js';
 
 const FLAGS: Record<string, Set<string>> = {
@@ -9,17 +9,19 @@ const FLAGS: Record<string, Set<string>> = {
 };
 
 /**
- * Runs `cell status` / `cell ps` (with only their own flags, or `--home DIR`) without loading
- * commander and the rest of the CLI: these are budgeted at 150 ms, most of which is node's own
- * start-up on small machines. Returns false for anything else, which then goes to the full CLI.
+ * Runs `cell status` / `cell ps` (with only their own flags, or `--home DIR`) and a plain
+ * `cell up` (see plainUp) without loading commander and the rest of the CLI: status is budgeted
+ * at 150 ms, most of which is node's own start-up on small machines, and `up` is on the path of
+ * every cold start. Returns false for anything else, which then goes to the full CLI.
  */
 export async function runQuick(argv: string[]): Promise<boolean> {
   const up = plainUp(argv);
   if (up) {
-    // The full CLI does the rest; its load (~30 ms) and the daemon's boot overlap.
-    const { startDaemonEarly } = await import('./daemon-control.js');
-    startDaemonEarly(resolveCellHome(up.home), resolve(up.file ?? 'cell.yaml'));
-    return false;
+    // Without commander (~20 ms of loading on the path of every cold start: the daemon waits for
+    // this command's validation of the manifest).
+    const [{ runUp }, { reportError }] = await Promise.all([import('./up.js'), import('./output.js')]);
+    await runUp({ home: resolveCellHome(up.home), file: resolve(up.file ?? 'cell.yaml'), foreground: false, wait: up.wait, timeoutMs: up.timeoutMs }).catch(reportError);
+    return true;
   }
   let home: string | undefined;
   const args = [...argv];
@@ -43,12 +45,12 @@ export async function runQuick(argv: string[]): Promise<boolean> {
 }
 
 /**
- * The home and manifest of a `cell up` that starts a background daemon, when the command line is
- * made of nothing but `up`, `--home DIR`, `-f/--file FILE`, `--no-wait` and a valid `--timeout T`; else
- * null (`--foreground`, `--help`, anything unknown: the full CLI alone decides).
+ * The options of a `cell up` that starts a background daemon, when the command line is made of
+ * nothing but `up`, `--home DIR`, `-f/--file FILE`, `--no-wait` and a valid `--timeout T`; else
+ * null (`--foreground`, `--help`, anything unknown or bad: the full CLI decides and reports).
  */
-export function plainUp(argv: string[]): { home?: string; file?: string } | null {
-  const found: { home?: string; file?: string } = {};
+export function plainUp(argv: string[]): { home?: string; file?: string; wait: boolean; timeoutMs: number } | null {
+  const found: { home?: string; file?: string; wait: boolean; timeoutMs: number } = { wait: true, timeoutMs: timeoutMs(UP_TIMEOUT)! };
   let command = false;
   for (let i = 0; i < argv.length; i++) {
     const eq = argv[i].startsWith('--') ? argv[i].indexOf('=') : -1;
@@ -56,12 +58,11 @@ export function plainUp(argv: string[]): { home?: string; file?: string } | null
     const value = eq < 0 ? argv[i + 1] : argv[i].slice(eq + 1);
     if (eq < 0 && ['--home', '-f', '--file', '--timeout'].includes(flag)) i++;
     if (flag === 'up' && !command) command = true;
-    else if (flag === '--no-wait' && command && eq < 0) continue;
+    else if (flag === '--no-wait' && command && eq < 0) found.wait = false;
     else if (value === undefined) return null;
     else if (flag === '--home') found.home = value;
     else if (flag === '-f' || flag === '--file') found.file = value;
-    // A bad timeout is the full CLI's to report, before any daemon starts.
-    else if (flag === '--timeout' && command && timeoutMs(value) !== null) continue;
+    else if (flag === '--timeout' && command && timeoutMs(value) !== null) found.timeoutMs = timeoutMs(value)!;
     else return null;
   }
   return command ? found : null;

@@ -1,0 +1,45 @@
+import { ApiError, DaemonNotRunningError } from '../api/index.js';
+
+/** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
+export class CliError extends Error {
+  override name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+const isTty = process.stderr.isTTY === true;
+let lastProgress = '';
+/** A progress line on stderr: rewritten in place on a terminal, printed on change otherwise. */
+export function progress(line: string): void {
+  if (line === lastProgress) return;
+  lastProgress = line;
+  if (isTty) process.stderr.write(`\r\x1b[2K${line}`);
+  else process.stderr.write(`${line}\n`);
+}
+export function endProgress(): void {
+  if (isTty && lastProgress) process.stderr.write('\r\x1b[2K');
+  lastProgress = '';
+}
+
+/** Prints a command's failure as one line and exits with its code (3: no daemon). */
+export function reportError(err: unknown): never {
+  endProgress();
+  if (err instanceof CliError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  if (err instanceof ApiError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(err.status >= 400 && err.status < 500 ? 2 : 1);
+  }
+  if (err instanceof DaemonNotRunningError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(3);
+  }
+  process.stderr.write(`cell: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}

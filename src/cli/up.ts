@@ -1,0 +1,88 @@
+import { ApiClient, cellHomePaths, type ApplyResult, type StatusView } from '../api/index.js';
+import { CliError, endProgress, progress } from './output.js';
+
+export interface UpOptions {
+  home: string;
+  /** The manifest, an absolute path. */
+  file: string;
+  /** Run the daemon in this process (Ctrl-C stops the mesh). */
+  foreground: boolean;
+  /** Wait until every applied cell is healthy (else return once the manifest is applied). */
+  wait: boolean;
+  timeoutMs: number;
+}
+
+/**
+ * `cell up`: starts the daemon if needed, applies the manifest and waits until every cell is
+ * healthy. Run by the full CLI and, for a plain command line, by quick.ts without loading it.
+ */
+export async function runUp(o: UpOptions): Promise<void> {
+  const t0 = Date.now();
+  // A daemon to start boots meanwhile, up to the point where it would touch CELL_HOME.
+  const pending = o.foreground ? null : await (await import('./daemon-control.js')).startDaemon(o.home, o.file);
+  // Validated here: a bad manifest starts no daemon (the pending one is ended), and the error names the line.
+  const { parseManifest, readManifestText } = await import('../manifest/index.js');
+  let mesh;
+  let text;
+  try {
+    text = readManifestText(o.file);
+    mesh = parseManifest(text, o.file);
+  } catch (err) {
+    await pending?.abandon();
+    throw new CliError((err as Error).message, 2);
+  }
+  let stopped: Promise<void> | null = null;
+  if (o.foreground) {
+    const { runDaemon } = await import('../daemon/index.js');
+    const running = await runDaemon({ home: o.home, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: o.file });
+    stopped = running.stopped;
+  } else if (pending) {
+    progress(`starting the cell daemon for ${o.home}`);
+    await pending.go(mesh.gateway.port, { file: o.file, text, mesh });
+  }
+  const client = new ApiClient(cellHomePaths(o.home).socket);
+  progress(`applying ${o.file}`);
+  const applied = await client.post<ApplyResult>('/v1/apply', { file: o.file });
+  if (o.wait) await waitHealthy(client, applied.cells, o.timeoutMs);
+  endProgress();
+  const status = await client.get<StatusView>('/v1/status');
+  const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+  process.stdout.write(
+    `mesh up: ${applied.cells.length} cell${applied.cells.length === 1 ? '' : 's'} ${o.wait ? 'healthy' : 'applied'} in ${seconds}s` +
+      (status.daemon.gateway ? `; gateway ${status.daemon.gateway}` : '') +
+      '\n',
+  );
+  if (stopped) {
+    process.stdout.write('running in the foreground; Ctrl-C stops the mesh\n');
+    await stopped;
+    process.exit(0);
+  }
+}
+
+async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const wanted = new Set(cells);
+  for (;;) {
+    const asked = Date.now();
+    // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
+    const status = await client.get<StatusView>('/v1/status?wait_settled=500');
+    const app = status.cells.filter((c) => wanted.has(c.name));
+    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
+    if (notReady.length === 0) return;
+    const failed = notReady.filter((c) => c.state === 'failed');
+    if (failed.length > 0) {
+      endProgress();
+      throw new CliError(`cells failed: ${failed.map((c) => `${c.name} (${c.reason ?? 'failed'})`).join('; ')}; see \`cell logs <cell>\``);
+    }
+    const summary = notReady.slice(0, 4).map((c) => `${c.name} ${c.state}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
+    progress(`waiting: ${app.length - notReady.length}/${app.length} cells healthy; ${summary.join(', ')}${notReady.length > 4 ? ', ...' : ''}`);
+    if (Date.now() >= deadline) {
+      endProgress();
+      throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map((c) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`).join('; ')}`);
+    }
+    // Settled on something this command does not wait for (a cell it did not apply failed):
+    // the daemon answers at once then, so pace the loop.
+    const elapsed = Date.now() - asked;
+    if (elapsed < 100) await new Promise((r) => setTimeout(r, 100 - elapsed));
+  }
+}
