@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { blake3 } from '@noble/hashes/blake3.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
-import { glob } from 'tinyglobby';
 import type { CellSpec } from '../manifest/index.js';
 
 /** A build command exited non-zero or could not run. */
@@ -34,6 +33,9 @@ export async function computeVersion(spec: Pick<CellSpec, 'cwd' | 'source' | 'ru
   // How the cell is built and run is part of what it is: changing either makes a new version.
   hasher.update(utf8ToBytes(JSON.stringify({ run: spec.run, env: spec.env, build: spec.build ?? null })));
   if (spec.source.length === 0) return bytesToHex(hasher.digest()).slice(0, VERSION_LENGTH);
+  // Loaded here, for cells that list source files: ~100 KB of code (tinyglobby, picomatch, fdir)
+  // the daemon would otherwise load on the path of every start.
+  const { glob } = await import('tinyglobby');
   const files = (await glob(spec.source, { cwd: spec.cwd, onlyFiles: true, dot: false, ignore: ['**/node_modules/**'] })).sort();
   for (const rel of files) {
     hasher.update(utf8ToBytes(rel));
