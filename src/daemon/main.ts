@@ -106,6 +106,8 @@ if (!go) {
 if (awaitGo) {
   if (go.parsed) manifests.adopt(go.parsed);
   else manifests.begin(manifestHint);
+  // The parser holds it until the apply takes it; this module's `go` lives as long as the daemon.
+  go.parsed = undefined;
 }
 runDaemon({ home, gatewayPort: go.gatewayPort, manifests })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
