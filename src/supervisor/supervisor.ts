@@ -817,7 +817,9 @@ export class Supervisor {
         this.records.set(key, next);
         const ops: TxnOp[] = [{ op: 'put', key: `${RECORD_PREFIX}${key}`, value: next }, ...own];
         if (prev && prev.state === next.state) return { ops };
-        return { event: { at: now, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
+        // At the transition's own time (the record's stateSince), not this write's: the two differ
+        // by whatever ran in between, and a backoff measured from the events must match the timer.
+        return { event: { at: next.stateSince, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
       }),
       now,
     );

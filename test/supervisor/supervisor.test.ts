@@ -132,6 +132,23 @@ test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', asy
   assert.equal(h.driver.spawns.length, 7, 'released: started again');
 });
 
+test('supervisor - a transition is logged at its own time, not at the time of its write', async () => {
+  using h = new Harness();
+  // Time moves while the supervisor works: every reading of the clock is 1 ms later.
+  const base = h.clock.now.bind(h.clock);
+  let drift = 0;
+  h.clock.now = () => base() + drift++;
+  h.driver.script('crashy', { runForMs: 10, exitCode: 1 });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'crashy' })));
+  await h.advance(2_100, 10);
+  const events = h.events.list(h.clock.now(), { cell: 'crashy' });
+  assert.ok(events.filter((e) => e.to === 'backoff').length >= 1, JSON.stringify(events));
+  const rec = h.state('crashy')!;
+  const last = events.at(-1)!;
+  assert.equal(last.to, rec.state);
+  assert.equal(last.at, rec.stateSince, 'the event carries the transition time the record holds');
+});
+
 test('supervisor - a spawn error is a failure with its reason, retried with backoff', async () => {
   using h = new Harness();
   h.driver.script('broken', { startError: 'ENOENT: no such directory' });
