@@ -337,11 +337,12 @@ export class Supervisor {
     const key = instanceKey(cell, index);
     const spec = desired.spec;
     try {
-      // A new instance's port is handed out now and checked in its spawn turn below: checking
-      // 100 ports here, before the first spawn of a cold start, would hold that spawn back.
-      const candidate = rec.port ? null : this.ports.candidate(this.usedPorts);
-      const unchecked = candidate !== null;
-      let port = rec.port || candidate || (await this.ports.allocate(this.usedPorts));
+      // The instance's own port (kept across restarts), else the next of the range. Either is
+      // checked in the spawn turn below, just before the spawn: another program (another mesh's
+      // daemon) may take a port while its instance is down, and a restart on it would crash-loop
+      // on EADDRINUSE; checking new ones here, 100 before the first spawn of a cold start, would
+      // hold that spawn back.
+      let port = rec.port || this.ports.candidate(this.usedPorts) || (await this.ports.allocate(this.usedPorts));
       this.usedPorts.add(port);
       const version = this.o.versionFor ? await this.o.versionFor(desired) : desired.version;
       const socket = this.o.socketOf(cell, index);
@@ -352,11 +353,12 @@ export class Supervisor {
       this.updateInMemory({ ...this.records.get(key)!, version, port, socket, sdk: false });
       const handle = await this.spawnInTurn(async () => {
         if (!this.stillLaunching(key)) return null;
-        if (unchecked && !(await this.ports.isFree(port))) {
-          // Something else took it meanwhile.
-          this.usedPorts.delete(port);
+        if (!(await this.ports.isFree(port))) {
+          const taken = port;
+          this.usedPorts.delete(taken);
           port = await this.ports.allocate(this.usedPorts);
           this.usedPorts.add(port);
+          this.o.log.warn({ cell, instance: index, port: taken, instead: port }, 'port taken by another program: the instance moves to another');
           if (!this.stillLaunching(key)) return null;
           this.updateInMemory({ ...this.records.get(key)!, port });
         }

@@ -278,6 +278,30 @@ test('supervisor - a port handed out at the claim but taken by its spawn turn: t
   }
 });
 
+test('supervisor - a restart whose port another program took while the instance was down moves to another port', async () => {
+  const range = { min: 17_100, max: 17_109 };
+  using h = new Harness();
+  h.supervisor = h.newSupervisor(new PortAllocator(range, () => 0));
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'svc' })));
+  await h.advance(100);
+  const first = h.state('svc')!;
+  assert.equal(first.port, range.min);
+  // It dies; before its restart, something else listens on its port (another mesh's instance).
+  const other = net.createServer();
+  await new Promise<void>((resolve) => other.listen(range.min, '127.0.0.1', resolve));
+  try {
+    h.driver.exitProcess(first.pid!, 1);
+    await h.advance(100);
+    const again = h.state('svc')!;
+    assert.equal(again.state, 'ready');
+    assert.notEqual(again.pid, first.pid);
+    assert.equal(again.port, range.min + 1, 'restarted on a free port');
+    assert.equal(h.driver.spawns.at(-1)!.env.PORT, String(range.min + 1));
+  } finally {
+    await new Promise((r) => other.close(r));
+  }
+});
+
 test('supervisor - a round skips a member probed less than half an interval ago (its readiness probe)', async () => {
   using h = new Harness();
   // Two real TCP listeners count the checks each gets; b listens only from t=1.9 s on.
