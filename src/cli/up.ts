@@ -34,7 +34,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   let stopped: Promise<void> | null = null;
   if (o.foreground) {
     const { runDaemon } = await import('../daemon/index.js');
-    const running = await runDaemon({ home: o.home, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: o.file });
+    const running = await runDaemon({ home: o.home, gatewayPort: mesh.gateway.port, foreground: true, manifestHint: o.file, parsed: { file: o.file, text, mesh } });
     stopped = running.stopped;
   } else if (pending) {
     progress(`starting the cell daemon for ${o.home}`);

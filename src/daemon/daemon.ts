@@ -197,7 +197,7 @@ export class Daemon {
     // The kernel runs whenever the daemon does: a gateway an earlier `cell down` stopped (held,
     // so that the reconciler would not restart it then) starts again now.
     this.supervisor.release(['gateway']);
-    await this.waitFor(() => this.supervisor.instances().some((r) => r.cell === 'gateway' && r.state === 'ready'), 15_000);
+    await this.waitFor(() => this.supervisor.readyCount('gateway') > 0, 15_000);
     this.kernelReady('gateway');
 
     // 6. observer: periodic work (expiry sweeps, log rotation, version loop, last_health).

@@ -1,6 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { systemClock } from '../clock/index.js';
-import { cellHomePaths } from '../api/index.js';
+import { cellHomePaths, type ParsedManifest } from '../api/index.js';
 import { removeStaleTempFiles } from '../store/index.js';
 import { Daemon } from './daemon.js';
 import { ApiServer } from './api-server.js';
@@ -16,7 +16,12 @@ export interface RunDaemonOptions {
   gatewayPort?: number;
   /** The manifest about to be applied, parsed while the kernel boots. */
   manifestHint?: string;
-  /** A manifest parser already begun (see DaemonOptions.manifests); else one is begun with `manifestHint`. */
+  /**
+   * That manifest as `cell up` parsed it already: the first apply takes it while the file keeps
+   * that text, and no parser process starts for it.
+   */
+  parsed?: ParsedManifest;
+  /** A manifest parser already begun (see DaemonOptions.manifests); else one is begun as above. */
   manifests?: ManifestParser;
   /** In the foreground, Ctrl-C (SIGINT) runs a full `cell down`; in the background it only detaches. */
   foreground?: boolean;
@@ -57,7 +62,10 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   try {
     // `cell up` sends a manifest right after boot: it is parsed (or at least the parser loaded)
     // meanwhile, on the other core.
-    if (!o.manifests) manifests.begin(o.manifestHint);
+    if (o.manifests) {
+      // Begun by the caller.
+    } else if (o.parsed) manifests.adopt(o.parsed);
+    else manifests.begin(o.manifestHint);
     await daemon.boot();
     await api.listen(paths.socket);
     await daemon.bootEdge();

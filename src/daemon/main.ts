@@ -90,26 +90,21 @@ const gatewayPort = Number(arg('--gateway-port') ?? '0');
 const manifestHint = arg('--manifest');
 
 const awaitGo = process.argv.includes('--await-go');
-const manifests = new ManifestParser();
-// `cell up` parses the manifest itself and hands it over with its `go`: no parser process then.
-// Otherwise the parser (a child process) starts before this process loads the daemon's own code:
-// it boots and parses on the other core meanwhile, and the fork is cheaper from a smaller process.
-if (!awaitGo) manifests.begin(manifestHint);
+// `cell up` parses the manifest itself and hands it over with its `go`: no parser process then
+// (runDaemon takes it). Otherwise the parser (a child process) starts before this process loads
+// the daemon's own code: it boots and parses on the other core meanwhile, and the fork is cheaper
+// from a smaller process.
+let manifests: ManifestParser | undefined;
+if (!awaitGo) {
+  manifests = new ManifestParser();
+  manifests.begin(manifestHint);
+}
 
 const { runDaemon } = await import('./index.js');
 const go = awaitGo ? await goAhead() : { gatewayPort };
-if (!go) {
-  // `cell up` found the manifest bad (or died).
-  await manifests.stop();
-  process.exit(0);
-}
-if (awaitGo) {
-  if (go.parsed) manifests.adopt(go.parsed);
-  else manifests.begin(manifestHint);
-  // The parser holds it until the apply takes it; this module's `go` lives as long as the daemon.
-  go.parsed = undefined;
-}
-runDaemon({ home, gatewayPort: go.gatewayPort, manifests })
+// No `go`: `cell up` found the manifest bad (or died).
+if (!go) process.exit(0);
+runDaemon({ home, gatewayPort: go.gatewayPort, manifestHint, parsed: go.parsed, manifests })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
   .catch((err) => {
     process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -28,7 +28,6 @@ type ParserReply = { ok: true; mesh: MeshSpec } | { ok: false; error: { name: st
  */
 export class ManifestParser {
   private warm: ChildProcess | null = null;
-  private readonly children = new Set<ChildProcess>();
   private prefetched: { file: string; text: string; mesh: Promise<MeshSpec> } | null = null;
 
   /**
@@ -107,15 +106,6 @@ export class ManifestParser {
     this.warm = null;
   }
 
-  /** Stops every parser this started, busy or not, and resolves once they have exited. */
-  async stop(): Promise<void> {
-    const running = [...this.children];
-    for (const child of running) child.kill('SIGKILL');
-    await Promise.all(running.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())))));
-    this.warm = null;
-    this.prefetched = null;
-  }
-
   private parseIn(child: ChildProcess, file: string, message: string | { file: string; text: string } = file): Promise<MeshSpec> {
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -144,9 +134,7 @@ export class ManifestParser {
     child.unref();
     child.channel?.unref();
     child.on('error', () => {});
-    this.children.add(child);
     child.on('exit', () => {
-      this.children.delete(child);
       if (this.warm === child) this.warm = null;
     });
     return child;
