@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, DaemonNotRunningError, cellHomePaths, daemonEnv, type DaemonGo, type ParsedManifest, type StatusView } from '../api/index.js';
 
@@ -43,7 +44,10 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(paths.socket, api)) return null;
-  mkdirSync(paths.logs, { recursive: true });
+  // What this command creates for the daemon's output, so that a bad manifest (`abandon`) leaves
+  // CELL_HOME as it found it: a first `cell up` with a typo must not leave a home behind.
+  const outExisted = existsSync(paths.daemonOut);
+  const firstCreatedDir = mkdirSync(paths.logs, { recursive: true });
   const out = openSync(paths.daemonOut, 'a');
   // The daemon's V8 tuning is set by its entry point (daemon/main.ts says why not here).
   const child = spawn(process.execPath, ['--v8-pool-size=1', daemonEntry(), '--home', home, '--manifest', manifest, '--await-go'], {
@@ -74,8 +78,31 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
       }, 5000);
       await exit;
       clearTimeout(timer);
+      if (!outExisted) removeCreatedOutput(paths.daemonOut, firstCreatedDir);
     },
   };
+}
+
+/**
+ * Removes the daemon's output file if the abandoned daemon wrote nothing to it, then the
+ * directories `mkdirSync` created for it (up to `firstCreatedDir`), each only if empty.
+ */
+function removeCreatedOutput(daemonOut: string, firstCreatedDir: string | undefined): void {
+  try {
+    if (statSync(daemonOut).size > 0) return;
+    unlinkSync(daemonOut);
+  } catch {
+    return;
+  }
+  if (!firstCreatedDir) return;
+  for (let dir = dirname(daemonOut); ; dir = dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (or gone): what is left is not only ours
+    }
+    if (dir === firstCreatedDir || dir === dirname(dir)) return;
+  }
 }
 
 async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null): Promise<void> {

@@ -316,6 +316,8 @@ describe('e2e bad input', { concurrency: true }, () => {
 
     assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')), 'no daemon socket');
     assert.deepEqual(processesOfHome(mesh.home), [], 'no process carries this home');
+    // The home did not exist before: the daemon started ahead of the validation leaves nothing.
+    assert.ok(!existsSync(mesh.home), `a rejected manifest leaves no ${mesh.home} behind`);
     const status = await mesh.cell(['status']);
     assert.notEqual(status.code, 0, 'status fails without a daemon');
     assert.equal(status.stdout, '');
