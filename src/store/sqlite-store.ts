@@ -9,11 +9,16 @@
  * Values are JSON text. Keys compare as UTF-8 bytes (SQLite's BINARY collation), which is Unicode
  * code point order and also etcd's order.
  */
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as nodePath from 'node:path';
 import { StoreClosedError, StoreOpenError, StoreValueError } from './errors.js';
 import type { PutOptions, Store, StoreEntry, TxnCompare, TxnOp, WatchEvent } from './store.js';
+
+// Required, not imported: importing a CommonJS package from ESM makes node scan its source for
+// named exports first (cjs-module-lexer), ~5 ms on the path of every daemon start.
+const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
 export interface SqliteStoreOptions {
   /**
@@ -60,7 +65,7 @@ interface Row {
   expires_at: number | null;
 }
 
-type Statement = Database.Statement<unknown[], unknown>;
+type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 /** Three shapes of a prefix query: everything, an open range, a closed range. */
 interface PrefixStatements {
@@ -179,7 +184,7 @@ function describeOpenFailure(error: unknown): string {
 export class SqliteStore implements Store {
   /** The database file, or `:memory:`. */
   readonly path: string;
-  private readonly db: Database.Database;
+  private readonly db: BetterSqlite3.Database;
   private readonly onListenerError: (error: unknown, event: WatchEvent) => void;
   private isClosedFlag = false;
   private watchers: Watcher[] = [];
@@ -200,7 +205,7 @@ export class SqliteStore implements Store {
   private readonly renewRow: Statement;
   private readonly selectRevision: Statement;
   private readonly updateRevision: Statement;
-  private readonly writeTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly writeTransaction: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
 
   /** Opens (and creates if needed) the store at `path`. Throws `StoreOpenError`. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -217,7 +222,7 @@ export class SqliteStore implements Store {
       const dir = nodePath.dirname(nodePath.resolve(path));
       if (!fs.existsSync(dir)) throw new StoreOpenError(path, `directory ${dir} does not exist (create it first)`);
     }
-    let db: Database.Database | undefined;
+    let db: BetterSqlite3.Database | undefined;
     try {
       db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
       const journalMode = db.pragma('journal_mode = WAL', { simple: true });
@@ -273,7 +278,7 @@ export class SqliteStore implements Store {
   }
 
   /** Creates the schema in a fresh file; refuses a file written by a newer schema. */
-  private migrate(db: Database.Database, path: string): void {
+  private migrate(db: BetterSqlite3.Database, path: string): void {
     const migrate = db.transaction(() => {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
