@@ -546,6 +546,7 @@ export class Supervisor {
   }
 
   private scheduleProbe(key: string, delayMs: number, ramp: number): void {
+    this.probeTimers.get(key)?.();
     const now = this.o.clock.now();
     const at = Math.ceil((now + delayMs) / LAUNCH_PROBE_GRID_MS) * LAUNCH_PROBE_GRID_MS;
     let slot = this.launchProbeSlots.get(at);

@@ -302,6 +302,27 @@ test('supervisor - a restart whose port another program took while the instance 
   }
 });
 
+test('supervisor - launching instances started 8 ms apart are probed together, on the 20 ms grid', async () => {
+  using h = new Harness();
+  const t0 = h.clock.now();
+  assert.equal(t0 % 20, 0, 'the manual clock starts on the grid');
+  h.clock.advance(3);
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' })));
+  await flush();
+  assert.equal(h.state('a')!.startedAt, t0 + 3);
+  h.clock.advance(8);
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' }), processCheck({ name: 'b' })));
+  await flush();
+  assert.equal(h.state('b')!.startedAt, t0 + 11);
+  assert.equal(h.state('a')!.state, 'launching');
+  // Their ramps say t0+23 and t0+31: both fall in the grid step ending at t0+40 (one wake-up).
+  await h.advance(40, 1);
+  assert.equal(h.supervisor.lastProbe('a', 0)?.at, t0 + 40, 'a, 37 ms after its spawn');
+  assert.equal(h.supervisor.lastProbe('b', 0)?.at, t0 + 40, 'b, 29 ms after its spawn');
+  assert.equal(h.state('a')!.state, 'ready');
+  assert.equal(h.state('b')!.state, 'ready');
+});
+
 test('supervisor - a round skips a member probed less than half an interval ago (its readiness probe)', async () => {
   using h = new Harness();
   // Two real TCP listeners count the checks each gets; b listens only from t=1.9 s on.
