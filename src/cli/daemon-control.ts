@@ -67,7 +67,7 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
       await waitUp(paths, api, () => exited);
     },
     async abandon() {
-      // No `go`: the daemon ends its parser and exits (daemon/main.ts), before touching CELL_HOME.
+      // No `go`: the daemon exits (daemon/main.ts), before touching CELL_HOME.
       child.stdin!.end();
       const timer = setTimeout(() => {
         try {

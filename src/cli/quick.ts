@@ -62,8 +62,11 @@ export function plainUp(argv: string[]): { home?: string; file?: string; wait: b
     else if (value === undefined) return null;
     else if (flag === '--home') found.home = value;
     else if (flag === '-f' || flag === '--file') found.file = value;
-    else if (flag === '--timeout' && command && timeoutMs(value) !== null) found.timeoutMs = timeoutMs(value)!;
-    else return null;
+    else if (flag === '--timeout' && command) {
+      const ms = timeoutMs(value);
+      if (ms === null) return null;
+      found.timeoutMs = ms;
+    } else return null;
   }
   return command ? found : null;
 }

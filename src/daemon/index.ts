@@ -61,11 +61,11 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   };
   try {
     // `cell up` sends a manifest right after boot: it is parsed (or at least the parser loaded)
-    // meanwhile, on the other core.
-    if (o.manifests) {
-      // Begun by the caller.
-    } else if (o.parsed) manifests.adopt(o.parsed);
-    else manifests.begin(o.manifestHint);
+    // meanwhile, on the other core. A parser the caller passed in is begun already.
+    if (!o.manifests) {
+      if (o.parsed) manifests.adopt(o.parsed);
+      else manifests.begin(o.manifestHint);
+    }
     await daemon.boot();
     await api.listen(paths.socket);
     await daemon.bootEdge();

@@ -94,12 +94,12 @@ export class PortAllocator {
         if (!inUse.has(port)) return port;
       }
     }
+    // Each candidate call moves the walk past at least one port, so `size` calls cover the range.
     const size = range.max - range.min + 1;
     for (let tried = 0; tried < size; tried++) {
-      const port = this.next;
-      this.next = port === range.max ? range.min : port + 1;
-      if (inUse.has(port)) continue;
-      if ((await tryListen(port)) !== null) return port;
+      const port = this.candidate(inUse);
+      if (port === null) break;
+      if (await this.isFree(port)) return port;
     }
     throw new Error(`no free port in ${range.min}-${range.max}`);
   }

@@ -490,14 +490,12 @@ export class Supervisor {
     const key = instanceKey(cell, index);
     const rec = this.records.get(key);
     if (rec?.state !== 'launching' || rec.pid === null || this.probesInFlight.has(key)) return;
-    this.probeTimers.get(key)?.();
-    this.probeTimers.delete(key);
+    this.cancelProbeTimer(key);
     void this.runProbe(key, FIRST_READY_PROBE_MS);
   }
 
   private stopProbing(key: string): void {
-    this.probeTimers.get(key)?.();
-    this.probeTimers.delete(key);
+    this.cancelProbeTimer(key);
     this.leaveRound(key);
   }
 
@@ -545,8 +543,14 @@ export class Supervisor {
     this.rounds.get(interval)?.members.delete(key);
   }
 
-  private scheduleProbe(key: string, delayMs: number, ramp: number): void {
+  /** Cancels the launching probe `key` has pending, if any. */
+  private cancelProbeTimer(key: string): void {
     this.probeTimers.get(key)?.();
+    this.probeTimers.delete(key);
+  }
+
+  private scheduleProbe(key: string, delayMs: number, ramp: number): void {
+    this.cancelProbeTimer(key);
     const now = this.o.clock.now();
     const at = Math.ceil((now + delayMs) / LAUNCH_PROBE_GRID_MS) * LAUNCH_PROBE_GRID_MS;
     let slot = this.launchProbeSlots.get(at);
@@ -662,8 +666,7 @@ export class Supervisor {
       const delay = Math.min(ramp, spec.health.intervalMs);
       this.scheduleProbe(key, delay, Math.ceil(ramp * 1.5));
     } else if (next.state === 'ready' && !this.roundOf.has(key)) {
-      this.probeTimers.get(key)?.();
-      this.probeTimers.delete(key);
+      this.cancelProbeTimer(key);
       this.joinRound(key);
     }
   }
