@@ -118,6 +118,8 @@ export class Supervisor {
   private readonly ports: PortAllocator;
   private tickQueued = false;
   private cancelWake: (() => void) | null = null;
+  /** When the reconciler is due to run again by itself (a backoff, a grace deadline), or null. */
+  private wakeAt: number | null = null;
   /** While halted (shutdown, restart of everything), the reconciler starts nothing. */
   private halted = false;
   private detached = false;
@@ -263,14 +265,37 @@ export class Supervisor {
     if (this.halted) return;
     const now = this.o.clock.now();
     const { actions, wakeAt } = reconcile(this.desired, this.records, now);
+    // Scheduled before the actions run: a record they change may bring a deadline of its own
+    // forward (wakeBy, from updateAll).
+    this.scheduleWake(wakeAt);
     const starts: StartAction[] = [];
     for (const action of actions) {
       if (action.type !== 'start') this.execute(action);
       else if (this.startGate(action.cell)) starts.push(action);
     }
     this.startInstances(starts);
+  }
+
+  private scheduleWake(at: number | null): void {
     this.cancelWake?.();
-    this.cancelWake = wakeAt === null ? null : this.o.clock.setTimer(wakeAt - now, () => this.requestTick());
+    this.cancelWake = null;
+    this.wakeAt = at;
+    if (at === null) return;
+    this.cancelWake = this.o.clock.setTimer(Math.max(0, at - this.o.clock.now()), () => {
+      this.cancelWake = null;
+      this.wakeAt = null;
+      this.requestTick();
+    });
+  }
+
+  /**
+   * Makes the reconciler run again by `at`. For deadlines that begin outside a tick: a launching
+   * instance's grace counts once its pid is stored, which happens after the spawn, long after the
+   * tick that claimed it; without this its grace ran out only when some other change woke the loop.
+   */
+  private wakeBy(at: number): void {
+    if (this.halted || (this.wakeAt !== null && this.wakeAt <= at)) return;
+    this.scheduleWake(at);
   }
 
   private execute(action: Action): void {
@@ -280,7 +305,9 @@ export class Supervisor {
         this.startInstances([action]);
         break;
       case 'stop':
-        void this.stopInstance(action.cell, action.index, action.reason);
+        // Not held once stopped: the reconciler forgets it, or starts it again if the cell was
+        // scaled back up while it drained.
+        void this.stopInstance(action.cell, action.index, action.reason, { hold: false });
         break;
       case 'kill-unhealthy':
         this.killUnhealthy(key, action.reason);
@@ -719,25 +746,27 @@ export class Supervisor {
 
   /**
    * Stops one instance gracefully: stop signal, `timeout`, SIGTERM, `kill_after`, SIGKILL to the
-   * whole process group. Idempotent: a second call joins the stop in progress.
+   * whole process group. Idempotent: a second call joins the stop in progress. The stopped
+   * instance is held (left alone by the reconciler until released) unless `hold` is false.
    */
-  stopInstance(cell: string, index: number, reason: string): Promise<void> {
+  stopInstance(cell: string, index: number, reason: string, options: { hold?: boolean } = {}): Promise<void> {
     const key = instanceKey(cell, index);
     const inFlight = this.stopsInFlight.get(key);
     if (inFlight) return inFlight;
-    const done = this.runStop(key, reason).finally(() => this.stopsInFlight.delete(key));
+    const done = this.runStop(key, reason, options.hold ?? true).finally(() => this.stopsInFlight.delete(key));
     this.stopsInFlight.set(key, done);
     return done;
   }
 
-  private async runStop(key: string, reason: string): Promise<void> {
+  private async runStop(key: string, reason: string, hold: boolean): Promise<void> {
     const rec = this.records.get(key);
     if (!rec) return;
     this.stopProbing(key);
     this.o.registry.deregister(rec.cell, rec.index);
     const now = this.o.clock.now();
     if (rec.pid === null) {
-      this.update(stoppedOnRequest(rec, reason, now), reason);
+      this.update({ ...stoppedOnRequest(rec, reason, now), hold }, reason);
+      this.requestTick();
       return;
     }
     const pid = rec.pid;
@@ -782,7 +811,7 @@ export class Supervisor {
       await sleep(this.o.clock, 20);
     }
     const current = this.records.get(key)!;
-    this.update(stoppedOnRequest(current, reason, this.o.clock.now()), reason);
+    this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now()), hold }, reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
     this.requestTick();
   }
@@ -790,7 +819,7 @@ export class Supervisor {
   /** Stops every instance, level by level (each level's instances in parallel). Halts the reconciler first. */
   async stopAll(levels: string[][], reason: string): Promise<void> {
     this.halted = true;
-    this.cancelWake?.();
+    this.scheduleWake(null);
     // A start still waiting for its spawn sees the halt and gives up; one spawning now ends its
     // own process. Either way no process comes up after the stop has gone past its instance.
     await Promise.all(this.startsInFlight);
@@ -814,7 +843,7 @@ export class Supervisor {
   detach(): void {
     this.halted = true;
     this.detached = true;
-    this.cancelWake?.();
+    this.scheduleWake(null);
     for (const key of [...this.probeTimers.keys(), ...this.roundOf.keys()]) this.stopProbing(key);
   }
 
@@ -855,6 +884,7 @@ export class Supervisor {
         const key = instanceKey(next.cell, next.index);
         const prev = this.records.get(key);
         this.records.set(key, next);
+        this.wakeForGrace(next);
         const ops: TxnOp[] = [{ op: 'put', key: `${RECORD_PREFIX}${key}`, value: next }, ...own];
         if (prev && prev.state === next.state) return { ops };
         // At the transition's own time (the record's stateSince), not this write's: the two differ
@@ -864,6 +894,13 @@ export class Supervisor {
       now,
     );
     this.o.onChange?.();
+  }
+
+  /** A launching instance with a process is killed once its grace is over (reconcile): wake by then. */
+  private wakeForGrace(rec: InstanceRecord): void {
+    if (rec.state !== 'launching' || rec.pid === null || rec.killedForHealth) return;
+    const spec = this.desired.cells.get(rec.cell)?.spec;
+    if (spec) this.wakeBy(rec.stateSince + spec.health.graceMs);
   }
 
   /** A change of the record that is not its state, kept until the next `update` stores it. */

@@ -132,6 +132,31 @@ test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', asy
   assert.equal(h.driver.spawns.length, 7, 'released: started again');
 });
 
+test('supervisor - a launching instance that never gets ready is killed when its grace runs out, with nothing else going on', async () => {
+  using h = new Harness();
+  // A tcp check on a port nothing listens on: the instance runs but never becomes ready.
+  const closed = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(port));
+    });
+  });
+  h.supervisor.setDesired(
+    fake.desired(fake.cell('stuck', { health: { kind: 'tcp', port: closed, intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 3000 } })),
+  );
+  await h.advance(100, 10);
+  const first = h.state('stuck')!;
+  assert.equal(first.state, 'launching');
+  assert.ok(first.pid !== null);
+  await h.advance(2800, 50);
+  assert.equal(h.state('stuck')!.pid, first.pid, 'still within its grace');
+  await h.advance(300, 50);
+  assert.ok(h.driver.signalsTo(first.pid!).length > 0, 'signalled once the grace of 3 s ran out');
+  const killed = h.events.list(h.clock.now(), { cell: 'stuck' }).find((e) => /not healthy within grace 3000ms/.test(e.reason ?? ''));
+  assert.ok(killed, JSON.stringify(h.events.list(h.clock.now(), { cell: 'stuck' })));
+  assert.ok(Math.abs(killed.at - (first.stateSince + 3000)) <= 60, `killed at ${killed.at - first.stateSince} ms into its grace`);
+});
+
 test('supervisor - a transition is logged at its own time, not at the time of its write', async () => {
   using h = new Harness();
   // Time moves while the supervisor works: every reading of the clock is 1 ms later.
@@ -363,6 +388,28 @@ test('supervisor - a round skips a member probed less than half an interval ago 
     servers.a.close();
     servers.b.close();
   }
+});
+
+test('supervisor - scaled down, then back up while the instance still drains: it starts again once stopped', async () => {
+  using h = new Harness();
+  h.driver.script('slow', { stopAfterMs: 1000 });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'slow' })));
+  await h.advance(100);
+  const first = h.state('slow')!;
+  assert.equal(first.state, 'ready');
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'slow', instances: 0 })));
+  await h.advance(200);
+  assert.equal(h.state('slow')!.state, 'draining');
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'slow', instances: 1 })));
+  await h.advance(1200);
+  const again = h.state('slow')!;
+  assert.equal(again.state, 'ready', JSON.stringify(again));
+  assert.notEqual(again.pid, first.pid);
+  assert.equal(h.driver.get(first.pid!)!.isRunning, false);
+  // And a scale-down that is left alone ends with the instance gone, not held as stopped.
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'slow', instances: 0 })));
+  await h.advance(1200);
+  assert.equal(h.state('slow'), undefined);
 });
 
 test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes them with SIGCONT', async () => {
