@@ -17,6 +17,12 @@ export interface DaemonGo {
   parsed?: ParsedManifest;
 }
 
+/**
+ * The exit code of a daemon that found another one holding CELL_HOME's lock: the `cell up` that
+ * started it lost a race with another start, and uses the daemon that won instead.
+ */
+export const DAEMON_EXIT_ALREADY_RUNNING = 75;
+
 export interface ParsedManifest {
   file: string;
   text: string;

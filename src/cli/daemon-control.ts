@@ -2,7 +2,16 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiClient, DaemonNotRunningError, cellHomePaths, daemonEnv, type DaemonGo, type ParsedManifest, type StatusView } from '../api/index.js';
+import {
+  ApiClient,
+  DAEMON_EXIT_ALREADY_RUNNING,
+  DaemonNotRunningError,
+  cellHomePaths,
+  daemonEnv,
+  type DaemonGo,
+  type ParsedManifest,
+  type StatusView,
+} from '../api/index.js';
 
 export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -105,11 +114,52 @@ function removeCreatedOutput(daemonOut: string, firstCreatedDir: string | undefi
   }
 }
 
+/**
+ * The instances a daemon that is gone (killed, crashed) left running: the pids its last
+ * `control-plane.json` names that are still alive. A cell outlives its daemon by design; this is
+ * how `cell down` finds there is a mesh to stop although no daemon answers.
+ */
+export function instancesLeftRunning(home: string): { key: string; pid: number }[] {
+  let file: { processes?: Record<string, { pid?: unknown }> };
+  try {
+    file = JSON.parse(readFileSync(cellHomePaths(home).controlPlane, 'utf8'));
+  } catch {
+    return []; // no state (never started), or unreadable: nothing known to be running
+  }
+  const left: { key: string; pid: number }[] = [];
+  for (const [key, proc] of Object.entries(file.processes ?? {})) {
+    const pid = proc?.pid;
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) continue;
+    try {
+      process.kill(pid, 0);
+      left.push({ key, pid });
+    } catch {
+      // EPERM: alive but not ours, so not a cell of this user's mesh; ESRCH: gone.
+    }
+  }
+  return left;
+}
+
+/**
+ * Starts a daemon for `home` with no manifest to apply: it readopts what the last one left
+ * running (validating each pid's start time) and serves the API. For `cell down` after a daemon
+ * died. Resolves once the API answers; null when a daemon already runs.
+ */
+export async function takeOverDaemon(home: string, manifestHint: string): Promise<boolean> {
+  const pending = await startDaemon(home, manifestHint);
+  if (!pending) return false;
+  // Port 0: the gateway keeps the port its readopted (or restarted) process has.
+  await pending.go(0);
+  return true;
+}
+
 async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (await isUp(paths.socket, api)) return;
-    if (exitCode() !== null) break;
+    // Lost a race with another start (two `cell up` at once): the daemon that won serves this
+    // command too, once it is up.
+    if (exitCode() !== null && exitCode() !== DAEMON_EXIT_ALREADY_RUNNING) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const code = exitCode();

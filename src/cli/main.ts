@@ -48,6 +48,23 @@ function parsePositiveInt(name: string) {
   };
 }
 
+/** How long `top --once` measures CPU over. */
+const TOP_ONCE_WINDOW_MS = 300;
+
+/** One instance in `cell top`; also what `top --json` prints. */
+interface TopRow {
+  cell: string;
+  instance: number;
+  pid: number | null;
+  state: string;
+  health: string;
+  /** Share of one core since the previous sample; null on the first sample or without a process. */
+  cpu_percent: number | null;
+  rss_bytes: number | null;
+  restarts: number;
+  started_at: string | null;
+}
+
 function parseDurationMs(value: string): number {
   const ms = timeoutMs(value);
   if (ms === null) throw new CliError(`--timeout must be a duration like 30s or 2m, got "${value}"`, 2);
@@ -84,21 +101,31 @@ program
   .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}]}')
   .action(async (opts: { json?: boolean }) => {
     const client = api();
+    const down = () => client.post<{ stopped: string[]; sequence: unknown[] }>('/v1/down', {}, { timeoutMs: 600_000 });
     progress('stopping the mesh (dependents first)');
+    let result: Awaited<ReturnType<typeof down>>;
     try {
-      const result = await client.post<{ stopped: string[]; sequence: unknown[] }>('/v1/down', {}, { timeoutMs: 600_000 });
-      endProgress();
-      if (opts.json) printJson(result);
-      else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
+      result = await down();
     } catch (err) {
       endProgress();
-      if (err instanceof DaemonNotRunningError) {
+      if (!(err instanceof DaemonNotRunningError)) throw err;
+      // The daemon is gone, but a daemon's death leaves its cells running (on purpose): a new
+      // one readopts them, then stops them like any `down`.
+      const { instancesLeftRunning, takeOverDaemon } = await import('./daemon-control.js');
+      const left = instancesLeftRunning(home());
+      if (left.length === 0) {
         if (opts.json) printJson({ stopped: [], sequence: [] });
         else process.stdout.write('mesh already down (no daemon running)\n');
         return;
       }
-      throw err;
+      progress(`no daemon runs, but ${left.length} process${left.length === 1 ? '' : 'es'} of its mesh may: starting one to take them over and stop them`);
+      await takeOverDaemon(home(), manifestPath());
+      progress('stopping the mesh (dependents first)');
+      result = await down();
     }
+    endProgress();
+    if (opts.json) printJson(result);
+    else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
     // The daemon exits right after answering; wait until its socket is gone.
     const socket = cellHomePaths(home()).socket;
     for (let i = 0; i < 100 && existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
@@ -177,11 +204,17 @@ program
   .description("print a cell's logs (every instance, prefixed when more than one)")
   .option('-n, --lines <n>', 'lines from the end of each instance log', '50')
   .option('--follow', 'keep printing new lines')
-  .action(async (cell: string, opts: { lines: string; follow?: boolean }) => {
+  .option('--json', 'print JSON: [{cell, instance, line}]; with --follow one such object a line (NDJSON)')
+  .action(async (cell: string, opts: { lines: string; follow?: boolean; json?: boolean }) => {
     const n = parsePositiveInt('-n')(opts.lines);
     const abort = new AbortController();
     process.on('SIGINT', () => abort.abort());
-    await api().stream(`/v1/logs?cell=${encodeURIComponent(cell)}&n=${n}${opts.follow ? '&follow=1' : ''}`, (text) => process.stdout.write(text), abort.signal);
+    const path = `/v1/logs?cell=${encodeURIComponent(cell)}&n=${n}${opts.follow ? '&follow=1' : ''}${opts.json ? '&format=json' : ''}`;
+    // The daemon sends NDJSON for --json: passed through as it comes when following, else one array.
+    if (!opts.json || opts.follow) return api().stream(path, (text) => process.stdout.write(text), abort.signal);
+    let text = '';
+    await api().stream(path, (chunk) => (text += chunk), abort.signal);
+    printJson(text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown));
   });
 
 program
@@ -231,47 +264,75 @@ program
 
 program
   .command('top')
-  .description('live view of every instance: state, CPU, memory, restarts (q or Ctrl-C quits)')
+  .description('live view of every instance: state, CPU, memory, restarts (q or Ctrl-C quits); plain snapshots when stdout is not a terminal')
   .option('--interval <ms>', 'refresh interval in ms', '1000')
-  .option('--once', 'print one frame and exit')
-  .action(async (opts: { interval: string; once?: boolean }) => {
+  .option('--once', 'print one snapshot and exit')
+  .option('--json', 'print one snapshot as JSON and exit: [{cell, instance, pid, state, health, cpu_percent, rss_bytes, restarts, started_at}]')
+  .action(async (opts: { interval: string; once?: boolean; json?: boolean }) => {
     const interval = parsePositiveInt('--interval')(opts.interval) || 1000;
     const client = api();
     let previous = new Map<string, { cpuMs: number; at: number }>();
-    const frame = async (): Promise<string> => {
+    const sample = async (): Promise<{ at: number; rows: TopRow[] }> => {
       const list = await client.get<(InstanceView & { cpu_ms: number | null; rss_bytes: number | null })[]>('/v1/ps?usage=1');
       const now = Date.now();
       const next = new Map<string, { cpuMs: number; at: number }>();
-      const rows = list.map((i) => {
+      const rows = list.map((i): TopRow => {
         const key = `${i.cell}.${i.instance}`;
-        let cpu = '-';
+        let cpu: number | null = null;
         if (i.cpu_ms !== null) {
           next.set(key, { cpuMs: i.cpu_ms, at: now });
           const prev = previous.get(key);
-          if (prev && now > prev.at) cpu = `${(((i.cpu_ms - prev.cpuMs) / (now - prev.at)) * 100).toFixed(1)}%`;
+          if (prev && now > prev.at) cpu = Math.round(((i.cpu_ms - prev.cpuMs) / (now - prev.at)) * 1000) / 10;
         }
-        return [key, i.pid ?? '-', `${STATE_MARK[i.state] ?? ' '} ${i.state}`, i.health, cpu, i.rss_bytes === null ? '-' : formatBytes(i.rss_bytes), i.restarts, formatAge(i.started_at, now)];
+        return { cell: i.cell, instance: i.instance, pid: i.pid, state: i.state, health: i.health, cpu_percent: cpu, rss_bytes: i.rss_bytes, restarts: i.restarts, started_at: i.started_at };
       });
       previous = next;
-      return `cell top — ${new Date(now).toLocaleTimeString()} — ${list.length} instances (q quits)\n\n` + renderTable(['INSTANCE', 'PID', 'STATE', 'HEALTH', 'CPU', 'MEM', 'RESTARTS', 'UPTIME'], rows) + '\n';
+      return { at: now, rows };
     };
-    if (opts.once) return void process.stdout.write(await frame());
+    const render = ({ at, rows }: { at: number; rows: TopRow[] }, hint: string): string => {
+      const table = rows.map((r) => [
+        `${r.cell}.${r.instance}`,
+        r.pid ?? '-',
+        `${STATE_MARK[r.state] ?? ' '} ${r.state}`,
+        r.health,
+        r.cpu_percent === null ? '-' : `${r.cpu_percent.toFixed(1)}%`,
+        r.rss_bytes === null ? '-' : formatBytes(r.rss_bytes),
+        r.restarts,
+        formatAge(r.started_at, at),
+      ]);
+      return `cell top — ${new Date(at).toLocaleTimeString()} — ${rows.length} instances${hint}\n\n` + renderTable(['INSTANCE', 'PID', 'STATE', 'HEALTH', 'CPU', 'MEM', 'RESTARTS', 'UPTIME'], table) + '\n';
+    };
+    if (opts.once || opts.json) {
+      // CPU is a rate: a single sample has none, so measure over a short window.
+      await sample();
+      await new Promise((r) => setTimeout(r, TOP_ONCE_WINDOW_MS));
+      const snapshot = await sample();
+      return opts.json ? printJson(snapshot.rows) : void process.stdout.write(render(snapshot, ''));
+    }
     const out = process.stdout;
-    out.write('\x1b[?25l');
+    // Not a terminal (a pipe, a file): snapshots one after another, like `top -b`, no escapes.
+    const isTerminal = out.isTTY === true;
+    const readsKeys = isTerminal && process.stdin.isTTY === true;
+    if (isTerminal) out.write('\x1b[?25l');
     let running = true;
     const quit = () => {
       running = false;
-      out.write('\x1b[?25h\n');
+      if (isTerminal) out.write('\x1b[?25h\n');
       process.exit(0);
     };
     process.on('SIGINT', quit);
-    if (process.stdin.isTTY) {
+    process.on('SIGTERM', quit);
+    if (readsKeys) {
       process.stdin.setRawMode(true);
       process.stdin.on('data', (d) => (d.toString() === 'q' || d[0] === 3 ? quit() : undefined));
     }
+    let first = true;
     while (running) {
-      const text = await frame().catch((err: Error) => `cell top: ${err.message}\n`);
-      out.write(`\x1b[H\x1b[2J${text}`);
+      const text = await sample()
+        .then((s) => render(s, readsKeys ? ' (q quits)' : ''))
+        .catch((err: Error) => `cell top: ${err.message}\n`);
+      out.write(isTerminal ? `\x1b[H\x1b[2J${text}` : `${first ? '' : '\n'}${text}`);
+      first = false;
       await new Promise((r) => setTimeout(r, interval));
     }
   });

@@ -1,4 +1,4 @@
-import { ApiClient, cellHomePaths, type ApplyResult, type StatusView } from '../api/index.js';
+import { ApiClient, cellHomePaths, type ApplyResult, type CellView, type StatusView } from '../api/index.js';
 import { CliError, endProgress, progress } from './output.js';
 
 export interface UpOptions {
@@ -70,15 +70,22 @@ async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number
     const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
     if (notReady.length === 0) return;
     const failed = notReady.filter((c) => c.state === 'failed');
+    const describe = (c: CellView) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`;
     if (failed.length > 0) {
       endProgress();
-      throw new CliError(`cells failed: ${failed.map((c) => `${c.name} (${c.reason ?? 'failed'})`).join('; ')}; see \`cell logs <cell>\``);
+      // Giving up before the timeout: the cells still on their way are not healthy either.
+      const pending = notReady.filter((c) => c.state !== 'failed');
+      throw new CliError(
+        `cells failed: ${failed.map((c) => `${c.name} (${c.reason ?? 'failed'})`).join('; ')}` +
+          (pending.length > 0 ? `; not healthy yet: ${pending.map(describe).join('; ')}` : '') +
+          '; see `cell logs <cell>`',
+      );
     }
     const summary = notReady.slice(0, 4).map((c) => `${c.name} ${c.state}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
     progress(`waiting: ${app.length - notReady.length}/${app.length} cells healthy; ${summary.join(', ')}${notReady.length > 4 ? ', ...' : ''}`);
     if (Date.now() >= deadline) {
       endProgress();
-      throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map((c) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`).join('; ')}`);
+      throw new CliError(`not healthy after ${Math.round(timeoutMs / 1000)}s: ${notReady.map(describe).join('; ')}`);
     }
     // Settled on something this command does not wait for (a cell it did not apply failed):
     // the daemon answers at once then, so pace the loop.

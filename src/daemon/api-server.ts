@@ -12,7 +12,7 @@ const MAX_BODY = 1024 * 1024;
 function statusOf(err: unknown): number {
   const name = err instanceof Error ? err.name : '';
   if (name === 'UnknownCellError') return 404;
-  if (['ManifestError', 'BadRequestError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
+  if (['ManifestError', 'BadRequestError', 'KernelCellError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
   return 500;
 }
 
@@ -152,11 +152,14 @@ export class ApiServer {
     const n = Number(url.searchParams.get('n') ?? '50');
     if (!Number.isInteger(n) || n < 0) throw new BadRequestError(`-n must be a non-negative integer, got "${url.searchParams.get('n')}"`, 'n');
     const files = this.daemon.instanceLogFiles(cell);
+    // format=json: one {cell, instance, line} object a line (NDJSON), in the order of the text.
+    const json = url.searchParams.get('format') === 'json';
     const prefix = (i: number) => (files.length > 1 ? `[${cell}.${i}] ` : '');
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    const emit = (instance: number, line: string) => res.write(json ? `${JSON.stringify({ cell, instance, line })}\n` : `${prefix(instance)}${line}\n`);
+    res.writeHead(200, { 'content-type': json ? 'application/x-ndjson' : 'text/plain; charset=utf-8' });
     for (const { instance, file } of files) {
       if (!existsSync(file)) continue;
-      for (const line of readLastLines(file, n)) res.write(`${prefix(instance)}${line}\n`);
+      for (const line of readLastLines(file, n)) emit(instance, line);
     }
     if (url.searchParams.get('follow') !== '1') {
       res.end();
@@ -172,7 +175,7 @@ export class ApiServer {
           const text = partial + chunk.toString();
           const lines = text.split('\n');
           partial = lines.pop() ?? '';
-          for (const line of lines) res.write(`${prefix(instance)}${line}\n`);
+          for (const line of lines) emit(instance, line);
         }, abort.signal);
       }),
     ).catch(() => {});

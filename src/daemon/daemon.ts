@@ -16,7 +16,7 @@ import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion } from '../
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
-import { BadRequestError, UnknownCellError } from './errors.js';
+import { BadRequestError, KernelCellError, UnknownCellError } from './errors.js';
 
 export interface DaemonOptions {
   home: string;
@@ -41,6 +41,8 @@ const DESIRED_PREFIX = 'desired/cells/';
 const LATEST_PREFIX = 'builder/latest/';
 const BUILT_PREFIX = 'builder/built/';
 const LKG_PREFIX = 'discovery/lkg/';
+/** The dependencies of a cell the manifest no longer has, kept until `prune` stops it (dependents first). */
+const REMOVED_PREFIX = 'desired/removed/';
 /** The least time between two answers of the gateway's long poll while endpoints keep changing. */
 const ENDPOINT_ANSWER_INTERVAL_MS = 200;
 
@@ -286,8 +288,11 @@ export class Daemon {
       const previous = this.supervisor.desiredCells.get(spec.name);
       next.set(spec.name, spec.lazy ? { spec, version, activated: previous?.activated === true } : { spec, version });
     }
+    const removed = [...this.supervisor.desiredCells.values()].filter((d) => !isKernelCell(d.spec.name) && !next.has(d.spec.name));
     const ops = [
-      ...[...this.supervisor.desiredCells.keys()].filter((n) => !isKernelCell(n) && !next.has(n)).map((n) => ({ op: 'delete' as const, key: `${DESIRED_PREFIX}${n}` })),
+      ...removed.map((d) => ({ op: 'delete' as const, key: `${DESIRED_PREFIX}${d.spec.name}` })),
+      ...removed.map((d) => ({ op: 'put' as const, key: `${REMOVED_PREFIX}${d.spec.name}`, value: d.spec.dependsOn })),
+      ...this.store.list(REMOVED_PREFIX, now).filter((e) => next.has(e.key.slice(REMOVED_PREFIX.length))).map((e) => ({ op: 'delete' as const, key: e.key })),
       ...[...next.values()].map((d) => ({ op: 'put' as const, key: `${DESIRED_PREFIX}${d.spec.name}`, value: d })),
       ...[...next.values()].map((d) => ({ op: 'put' as const, key: `${LATEST_PREFIX}${d.spec.name}`, value: d.version })),
       { op: 'put' as const, key: 'desired/manifest', value: { file: mesh.file, spec: mesh } },
@@ -330,13 +335,26 @@ export class Daemon {
     return new DependencyGraph(this.appCells().map((d) => d.spec));
   }
 
-  requireCell(name: string): DesiredCell {
+  /**
+   * The application cell `name`, for a command that changes it. A kernel cell is refused with
+   * `kernelReason` (why that command does not apply to it), so the user is not told it is unknown
+   * when `cell ps` lists it.
+   */
+  requireCell(name: string, kernelReason = 'the manifest\'s commands do not apply to it'): DesiredCell {
+    if (isKernelCell(name)) throw new KernelCellError(name, kernelReason);
     const cell = this.supervisor.desiredCells.get(name);
-    if (!cell || isKernelCell(name)) {
-      const known = this.appCells().map((d) => d.spec.name).sort();
-      throw new UnknownCellError(name, known);
-    }
+    if (!cell) throw this.unknownCell(name);
     return cell;
+  }
+
+  /** Read commands (health, logs, events) take kernel cells and cells left over from an earlier manifest too. */
+  private requireReadableCell(name: string): void {
+    if (isKernelCell(name) || this.supervisor.desiredCells.has(name) || this.supervisor.instances().some((r) => r.cell === name)) return;
+    throw this.unknownCell(name);
+  }
+
+  private unknownCell(name: string): UnknownCellError {
+    return new UnknownCellError(name, this.appCells().map((d) => d.spec.name).sort());
   }
 
   // ---------------------------------------------------------------- commands
@@ -345,7 +363,7 @@ export class Daemon {
     if (!Number.isInteger(instances) || instances < 0 || instances > 1000) {
       throw new BadRequestError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`, 'instances');
     }
-    const cell = this.requireCell(name);
+    const cell = this.requireCell(name, 'it cannot be scaled');
     this.replaceAppCell({ ...cell, spec: { ...cell.spec, instances } });
     return { cell: name, instances };
   }
@@ -353,7 +371,7 @@ export class Daemon {
   /** Restarts one cell (its instances stop, then start again) or the whole mesh in dependency order. */
   async restart(name?: string): Promise<{ restarted: string[] }> {
     if (name) {
-      this.requireCell(name);
+      this.requireCell(name, 'it cannot be restarted on its own');
       const recs = this.supervisor.instances().filter((r) => r.cell === name);
       await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, 'restart requested')));
       this.supervisor.release([name]);
@@ -367,7 +385,27 @@ export class Daemon {
 
   async prune(dryRun: boolean): Promise<InstanceRecord[]> {
     if (dryRun) return this.supervisor.orphans();
-    return this.supervisor.prune();
+    const pruned = await this.supervisor.prune(this.pruneLevels());
+    this.store.txn([], [...new Set(pruned.map((r) => r.cell))].map((cell) => ({ op: 'delete' as const, key: `${REMOVED_PREFIX}${cell}` })), this.now());
+    return pruned;
+  }
+
+  /**
+   * The cells `prune` stops, leaves first, by the dependencies they had when the manifest still
+   * named them: a removed cell stops before a removed cell it depended on, as in `cell down`.
+   */
+  private pruneLevels(): string[][] {
+    const now = this.now();
+    const left = new Set(this.supervisor.orphans().map((r) => r.cell));
+    const deps = new Map([...left].map((cell) => [cell, this.store.get<string[]>(`${REMOVED_PREFIX}${cell}`, now)?.value ?? []]));
+    const levels: string[][] = [];
+    while (left.size > 0) {
+      const level = [...left].filter((cell) => ![...left].some((other) => deps.get(other)!.includes(cell)));
+      // A cycle cannot come from a valid manifest; stop what is left together rather than loop.
+      levels.push(level.length > 0 ? level : [...left]);
+      for (const cell of levels.at(-1)!) left.delete(cell);
+    }
+    return levels;
   }
 
   /**
@@ -382,6 +420,8 @@ export class Daemon {
     const order = levels.flat();
     const orphanCells = [...new Set(this.supervisor.orphans().map((r) => r.cell))];
     await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down');
+    // No orphan left: not even a cell's child that left its instance's process group.
+    await this.supervisor.endStrays();
     for (const name of [...KERNEL_CELLS].reverse()) this.kernel.set(name, { state: 'stopped', since: this.now() });
     // What `cell down --json` shows: every instance's draining and stopped moments, in order.
     const sequence = this.events
@@ -551,7 +591,7 @@ export class Daemon {
    * spawning it (a lazy cell is activated; the call waits until an instance is ready).
    */
   async discover(name: string, opts: { spawn: boolean; timeoutMs: number }): Promise<DiscoverView> {
-    const cell = this.requireCell(name);
+    const cell = this.requireCell(name, 'discovery resolves application cells only');
     const steps: DiscoverView['steps'] = [];
     const now = this.now();
     const view = (resolvedBy: DiscoverView['resolved_by'], endpoints: Endpoint[]): DiscoverView => ({
@@ -751,7 +791,11 @@ export class Daemon {
     const worst = live.find((r) => r.state === state && r.reason);
     let reason = worst?.reason ?? null;
     const desired = this.supervisor.desiredCells.get(name);
-    if (state === 'waiting' && desired?.spec.lazy && !desired.activated) {
+    if (state === 'waiting' && wanted === 0) {
+      // Scaled to nothing: not waiting for anything to start.
+      state = 'stopped';
+      reason = 'scaled to 0 instances';
+    } else if (state === 'waiting' && desired?.spec.lazy && !desired.activated) {
       reason = 'lazy: starts on its first discovery';
     } else if (state === 'waiting') {
       const waitingOn = dependsOn.filter((d) => !this.isCellHealthy(d));
@@ -781,7 +825,12 @@ export class Daemon {
   }
 
   health(cell?: string): HealthView[] {
-    if (cell) this.requireCell(cell);
+    if (cell) this.requireReadableCell(cell);
+    if (cell && isKernelCell(cell) && cell !== 'gateway') {
+      // Inside the daemon: it has no probe of its own, it is as alive as the daemon answering this.
+      const k = this.kernel.get(cell)!;
+      return [{ cell, instance: 0, state: k.state, health: k.state === 'ready' ? 'passing' : 'unknown', level: 'process', detail: `inside the daemon (pid ${process.pid})`, checked_at: null }];
+    }
     return this.supervisor
       .instances()
       .filter((r) => (cell ? r.cell === cell : true))
@@ -800,7 +849,10 @@ export class Daemon {
   }
 
   eventsView(cell?: string, since?: number): EventView[] {
-    return this.events.list(this.now(), { cell, since }).map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
+    const list = this.events.list(this.now(), { cell, since });
+    // A cell removed from the manifest keeps its history until the events expire.
+    if (cell && list.length === 0) this.requireReadableCell(cell);
+    return list.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
 
   renderGraph(format: GraphFormat): string {
@@ -808,9 +860,11 @@ export class Daemon {
   }
 
   instanceLogFiles(cell: string): { instance: number; file: string }[] {
-    const d = this.requireCell(cell);
+    this.requireReadableCell(cell);
+    if (isKernelCell(cell) && cell !== 'gateway') throw new KernelCellError(cell, `its lines are in the daemon's log, ${this.paths.daemonLog}`);
+    const wanted = this.supervisor.desiredCells.get(cell)?.spec.instances ?? 0;
     const indexes = new Set<number>();
-    for (let i = 0; i < d.spec.instances; i++) indexes.add(i);
+    for (let i = 0; i < wanted; i++) indexes.add(i);
     for (const r of this.supervisor.instances()) if (r.cell === cell) indexes.add(r.index);
     return [...indexes].sort((a, b) => a - b).map((i) => ({ instance: i, file: instanceLogFile(this.paths, cell, i) }));
   }

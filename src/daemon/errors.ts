@@ -13,6 +13,24 @@ export class UnknownCellError extends Error {
   }
 }
 
+/**
+ * A kernel cell named where only application cells go (`cell scale gateway 2`): the daemon runs
+ * the kernel itself, so the manifest's commands do not apply to it. `reason` says what to do instead.
+ */
+export class KernelCellError extends Error {
+  override name = 'KernelCellError';
+  constructor(
+    readonly cell: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`"${cell}" is a kernel cell that the daemon runs itself: ${reason}`, options);
+  }
+  toJSON() {
+    return { name: this.name, message: this.message, cell: this.cell, reason: this.reason };
+  }
+}
+
 /** Another daemon already owns this CELL_HOME. */
 export class DaemonAlreadyRunningError extends Error {
   override name = 'DaemonAlreadyRunningError';

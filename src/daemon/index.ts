@@ -9,7 +9,7 @@ import { ManifestParser } from './parse-manifest.js';
 
 export { Daemon } from './daemon.js';
 export { KERNEL_CELLS, isKernelCell } from './kernel.js';
-export { UnknownCellError, DaemonAlreadyRunningError } from './errors.js';
+export { UnknownCellError, DaemonAlreadyRunningError, KernelCellError } from './errors.js';
 
 export interface RunDaemonOptions {
   home: string;
@@ -81,7 +81,9 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
     if (signalled) return;
     signalled = true;
     daemon.log.info({ signal }, 'signal received');
-    if (o.foreground && signal === 'SIGINT') {
+    // A foreground daemon is the mesh's lifetime (a terminal's Ctrl-C, or systemd's and
+    // `docker stop`'s SIGTERM): it stops the cells with it. A background one detaches instead.
+    if (o.foreground) {
       void daemon.shutdown().then(() => finish(0));
     } else {
       // Detach: cells keep running and are readopted by the next daemon.

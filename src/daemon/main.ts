@@ -31,7 +31,7 @@ import 'node:url';
 import 'node:util';
 import 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
-import { resolveCellHome, type DaemonGo } from '../api/index.js';
+import { DAEMON_EXIT_ALREADY_RUNNING, resolveCellHome, type DaemonGo } from '../api/index.js';
 import { ManifestParser } from './parse-manifest.js';
 
 // The daemon makes little garbage and spends its time in syscalls, SQLite and short callbacks:
@@ -100,7 +100,7 @@ if (!awaitGo) {
   manifests.begin(manifestHint);
 }
 
-const { runDaemon } = await import('./index.js');
+const { runDaemon, DaemonAlreadyRunningError } = await import('./index.js');
 const go = awaitGo ? await goAhead() : { gatewayPort };
 // No `go`: `cell up` found the manifest bad (or died).
 if (!go) process.exit(0);
@@ -108,5 +108,5 @@ runDaemon({ home, gatewayPort: go.gatewayPort, manifestHint, parsed: go.parsed, 
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
   .catch((err) => {
     process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    process.exit(err instanceof DaemonAlreadyRunningError ? DAEMON_EXIT_ALREADY_RUNNING : 1);
   });

@@ -204,8 +204,12 @@ function describeYamlError(doc: Document, err: YAMLError, lineCounter: LineCount
 
 function issuesToProblems(doc: Document, issues: z.core.$ZodIssue[]): Problem[] {
   const problems: Problem[] = [];
+  // A misspelt top-level key (`cels:`) leaves the key it meant missing too. The misspelling is
+  // the thing to fix, at its own line; "cells: required key is missing" would point at line 1.
+  const meant = new Set(issues.flatMap((i) => (i.code === 'unrecognized_keys' && i.path.length === 0 ? i.keys.map((k) => suggestKey(k, knownKeysAt([]))) : [])));
   for (const issue of issues) {
     const issuePath = issue.path.map((s) => (typeof s === 'number' ? s : String(s)));
+    if (issue.code === 'invalid_type' && issuePath.length === 1 && meant.has(String(issuePath[0])) && !doc.has(issuePath[0])) continue;
     const exclusive = issue.code === 'custom' ? (issue.params?.exclusiveChecks as string[] | undefined) : undefined;
     if (exclusive) {
       // Two check kinds in one health map: blame the one written second, whatever the schema's order.

@@ -28,3 +28,19 @@ export function findStrayInstances(home: string, trackedGroups: Set<number>): { 
   }
   return strays;
 }
+
+/**
+ * Signals a stray: its whole process group when it leads one (a `setsid` escapee takes its own
+ * children along), else the process alone (a group signal to a non-leader's pid would miss it).
+ * Returns false when it is gone already (signal 0 only asks that).
+ */
+export function signalStray(pid: number, signal: NodeJS.Signals | 0): boolean {
+  const stat = readProcStat(pid);
+  if (!stat || isDeadState(stat.state)) return false;
+  try {
+    process.kill(stat.pgrp === pid ? -pid : pid, signal);
+    return true;
+  } catch {
+    return false; // gone meanwhile
+  }
+}

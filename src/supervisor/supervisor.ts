@@ -28,7 +28,7 @@ import {
   type InstanceRecord,
 } from '../reconciler/index.js';
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
-import { findStrayInstances } from './stray.js';
+import { findStrayInstances, signalStray } from './stray.js';
 import { PortAllocator } from './ports.js';
 
 type StartAction = Extract<Action, { type: 'start' }>;
@@ -830,6 +830,28 @@ export class Supervisor {
     }
   }
 
+  /**
+   * Ends what a stop of everything could not reach: processes that carry this home's CELL_HOME
+   * and a cell's name but belong to no tracked instance's group (a cell's child that left its
+   * process group with `setsid`, so the group's signals missed it). SIGTERM, then SIGKILL after
+   * `graceMs`. Returns how many there were.
+   */
+  async endStrays(graceMs = 1000): Promise<number> {
+    const tracked = new Set([...this.records.values()].map((r) => r.pid).filter((p): p is number => p !== null));
+    const strays = findStrayInstances(this.o.home, tracked);
+    for (const stray of strays) {
+      this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'stopping a process that left its instance\'s process group');
+      signalStray(stray.pid, 'SIGTERM');
+    }
+    let alive = strays.filter((s) => signalStray(s.pid, 0));
+    for (let waited = 0; alive.length > 0 && waited < graceMs; waited += 50) {
+      await sleep(this.o.clock, 50);
+      alive = alive.filter((s) => signalStray(s.pid, 0));
+    }
+    for (const stray of alive) signalStray(stray.pid, 'SIGKILL');
+    return strays.length;
+  }
+
   /** Lets the reconciler act again after `stopAll`, releasing everything it stopped. */
   resumeReconciling(cells: Iterable<string>): void {
     this.halted = false;
@@ -852,9 +874,15 @@ export class Supervisor {
     return this.instances().filter((r) => !this.desired.cells.has(r.cell));
   }
 
-  async prune(): Promise<InstanceRecord[]> {
+  /** Stops and forgets every orphan, in `levels` (cells, leaves first). Returns what it pruned. */
+  async prune(levels: string[][] = []): Promise<InstanceRecord[]> {
     const victims = this.orphans();
-    await Promise.all(victims.map((r) => this.stopInstance(r.cell, r.index, 'pruned')));
+    // Level by level (each level's instances in parallel); cells no level names go last.
+    const named = new Set(levels.flat());
+    for (const level of [...levels, [...new Set(victims.map((r) => r.cell).filter((c) => !named.has(c)))]]) {
+      const cells = new Set(level);
+      await Promise.all(victims.filter((r) => cells.has(r.cell)).map((r) => this.stopInstance(r.cell, r.index, 'pruned')));
+    }
     for (const r of victims) this.forget(instanceKey(r.cell, r.index));
     return victims;
   }

@@ -362,7 +362,7 @@ describe('e2e bad input', { concurrency: true }, () => {
     const scaleCell = assertApiError(await post('/v1/scale', '{"instances":2}'), 400, 'BadRequestError', 'missing field "cell"', 'scale without cell');
     assert.equal(scaleCell.field, 'cell');
     assertApiError(await post('/v1/scale', '{"cell":"nope","instances":2}'), 404, 'UnknownCellError', 'unknown cell "nope" (cells: api, db)', 'scale unknown cell');
-    assertApiError(await post('/v1/scale', '{"cell":"gateway","instances":0}'), 404, 'UnknownCellError', 'unknown cell "gateway"', 'scale a kernel cell');
+    assertApiError(await post('/v1/scale', '{"cell":"gateway","instances":0}'), 400, 'KernelCellError', '"gateway" is a kernel cell that the daemon runs itself: it cannot be scaled', 'scale a kernel cell');
     assertApiError(await daemonRequest(home, 'GET', '/v1/graph?format=png'), 400, 'BadRequestError', 'unknown graph format "png"', 'graph format');
     assertApiError(await daemonRequest(home, 'GET', '/v1/status?wait_settled=soon'), 400, 'BadRequestError', 'wait_settled must be a number of milliseconds, got "soon"', 'status wait');
     assertApiError(await daemonRequest(home, 'GET', '/v1/logs?cell=api&n=-3'), 400, 'BadRequestError', '-n must be a non-negative integer', 'logs -n');

@@ -46,13 +46,17 @@ cells:
   keep:
     run: node fixtures/service.mjs
     health: { tcp: {}, interval: 200ms }
+  gone-base:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
   gone:
     run: node fixtures/service.mjs
     instances: 2
+    depends_on: [gone-base]
     health: { tcp: {}, interval: 200ms }
 `);
   await mesh.ok(['up']);
-  const gonePids = (await mesh.ps()).filter((p) => p.cell === 'gone').map((p) => p.pid!);
+  const gonePids = (await mesh.ps()).filter((p) => p.cell.startsWith('gone')).map((p) => p.pid!);
   mesh.writeManifest(`
 cells:
   keep:
@@ -67,8 +71,17 @@ cells:
   assert.equal(dry.dry_run, true);
   assert.deepEqual(dry.instances.map((i) => i.pid).sort(), [...gonePids].sort());
   assert.ok(gonePids.every((pid) => processesOfHome(mesh.home).includes(pid)), 'dry run stops nothing');
-  assert.match(await mesh.ok(['prune']), /stopped gone\.0 \(pid \d+\)\nstopped gone\.1/);
+  const since = Date.now();
+  const pruned = await mesh.ok(['prune']);
+  assert.match(pruned, /stopped gone\.0 \(pid \d+\)\nstopped gone\.1 \(pid \d+\)/);
+  assert.match(pruned, /stopped gone-base\.0 \(pid \d+\)/);
   assert.ok(gonePids.every((pid) => !processesOfHome(mesh.home).includes(pid)));
+  // Dependents first, as the removed manifest had them: gone-base drains after both gone stopped.
+  const events = (await mesh.json<{ at: string; cell: string; to: string }[]>(['events'])).filter((e) => Date.parse(e.at) >= since - 1000);
+  const goneStopped = events.filter((e) => e.cell === 'gone' && e.to === 'stopped').map((e) => Date.parse(e.at));
+  const baseDraining = events.find((e) => e.cell === 'gone-base' && e.to === 'draining');
+  assert.equal(goneStopped.length, 2, JSON.stringify(events));
+  assert.ok(baseDraining && Date.parse(baseDraining.at) >= Math.max(...goneStopped), JSON.stringify(events));
   assert.deepEqual((await mesh.ps()).map((p) => p.cell).sort(), ['gateway', 'keep']);
   assert.equal(await mesh.ok(['prune']), 'nothing to prune\n');
 });
@@ -110,7 +123,7 @@ cells:
   assert.match(again.stderr, /already exists \(use --force to overwrite\)/);
 });
 
-test('e2e commands - up --foreground runs the daemon attached; Ctrl-C stops the mesh', async () => {
+for (const [signal, what] of [['SIGINT', 'Ctrl-C'], ['SIGTERM', 'SIGTERM (systemd, docker stop)']] as const) test(`e2e commands - up --foreground runs the daemon attached; ${what} stops the mesh`, async () => {
   await using mesh = new MeshHarness(`
 cells:
   api:
@@ -127,9 +140,9 @@ cells:
     const api = ps.find((p) => p.cell === 'api')!;
     assert.equal((await httpGet(api.port!)).status, 200);
     assert.equal((await mesh.json<Status>(['status'])).daemon.pid, child.pid, 'the daemon is this process');
-    child.kill('SIGINT');
+    child.kill(signal);
     assert.equal(await exited, 0);
-    assert.deepEqual(processesOfHome(mesh.home), [], 'Ctrl-C stopped every cell');
+    assert.deepEqual(processesOfHome(mesh.home), [], `${signal} stopped every cell, the gateway too`);
     assert.ok(!existsSync(join(mesh.home, 'run/daemon.sock')));
   } finally {
     child.kill('SIGKILL');
@@ -266,4 +279,49 @@ cells:
   await waitUntil('the gateway routes to all 3 again', async () => (await answering(9)).length === 3);
   await mesh.ok(['scale', 'web', '1']);
   await waitUntil('the gateway routes to web.0 alone', async () => (await answering(6)).join() === 'ok web.0');
+  // Scaled to nothing, then back while the instance may still drain: it comes back.
+  await mesh.ok(['scale', 'web', '0']);
+  const none = await waitUntil('web shows as scaled to 0', async () => {
+    const web = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'web')!;
+    return web.state === 'stopped' ? web : undefined;
+  });
+  assert.equal(none.reason, 'scaled to 0 instances');
+  await mesh.ok(['scale', 'web', '1']);
+  await waitUntil('web.0 serves again through the gateway', async () => (await answering(3)).join() === 'ok web.0');
+});
+
+test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  escaper:
+    run: sh -c 'setsid sleep 1007 & exec sleep 1008'
+`);
+  await mesh.ok(['up']);
+  const escapee = await waitUntil('the setsid child runs', async () => {
+    const pids = processesOfHome(mesh.home).filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep\x001007'));
+    return pids[0];
+  });
+  const instance = (await mesh.ps()).find((p) => p.cell === 'escaper')!;
+  assert.notEqual(readFileSync(`/proc/${escapee}/stat`, 'utf8').split(') ')[1].split(' ')[2], String(instance.pid), 'it is outside the instance\'s group');
+  await mesh.ok(['down']);
+  assert.deepEqual(processesOfHome(mesh.home), [], 'nothing of the mesh is left, the escapee included');
+});
+
+test('e2e commands - two `cell up` at once on a fresh home: both succeed, through one daemon, with one instance each', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  api:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+  worker:
+    run: sleep 600
+`);
+  const [a, b] = await Promise.all([mesh.cell(['up']), mesh.cell(['up'])]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const status = await mesh.json<Status>(['status']);
+  const ps = await mesh.ps();
+  assert.deepEqual(ps.map((p) => `${p.cell}.${p.instance}`).sort(), ['api.0', 'gateway.0', 'worker.0']);
+  // One daemon and one process per instance carry this home, nothing else.
+  assert.deepEqual(processesOfHome(mesh.home).sort(), [status.daemon.pid, ...ps.map((p) => p.pid!)].sort());
 });

@@ -139,3 +139,22 @@ test('e2e recovery - kill -9 of the daemon under load: no request fails, up read
   const live = processesOfHome(mesh.home).filter((p) => p !== newDaemon).sort();
   assert.deepEqual(live, before.map((p) => p.pid!).sort());
 });
+
+test('e2e recovery - down after kill -9 of the daemon stops the cells it left running', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  await mesh.ok(['up']);
+  const daemonPid = (await mesh.json<{ daemon: { pid: number } }>(['status'])).daemon.pid;
+  const before = await mesh.ps();
+  process.kill(daemonPid, 'SIGKILL');
+  await waitUntil('the daemon is gone', async () => !processesOfHome(mesh.home).includes(daemonPid) || undefined);
+  assert.ok(before.every((p) => processesOfHome(mesh.home).includes(p.pid!)), 'its cells run on');
+  const down = await mesh.cell(['down', '--json']);
+  assert.equal(down.code, 0, down.stderr);
+  const result = JSON.parse(down.stdout) as { stopped: string[]; sequence: { cell: string; to: string }[] };
+  assert.deepEqual([...result.stopped].sort(), [...new Set(before.filter((p) => p.cell !== 'gateway').map((p) => p.cell))].sort());
+  assert.ok(result.sequence.some((e) => e.cell === 'db' && e.to === 'stopped'));
+  assert.deepEqual(processesOfHome(mesh.home), [], 'no process of the mesh is left');
+  const again = await mesh.cell(['down']);
+  assert.equal(again.code, 0);
+  assert.match(again.stdout, /mesh already down/);
+});

@@ -70,6 +70,14 @@ test('manifest errors - a misspelt key suggests the known one', () => {
   );
 });
 
+test('manifest errors - a misspelt cells key is reported as unknown at its line, not as cells missing', () => {
+  const err = expectManifestError('cels:\n  web:\n    run: x\n', { key: 'cels', line: 1, column: 1, says: 'unknown key "cels" (did you mean "cells"?)' });
+  assert.equal(err.message, 'cell.yaml:1:1: cels: unknown key "cels" (did you mean "cells"?)');
+  expectManifestError('# my mesh\ngateway: { port: 80 }\ncels:\n  web:\n    run: x\n', { key: 'cels', line: 3, column: 1, says: 'unknown key "cels" (did you mean "cells"?)', not: 'required' });
+  // Nothing close to "cells": the missing key is still what to fix.
+  expectManifestError('services:\n  web:\n    run: x\n', { key: 'cells', line: 1, says: 'required key is missing' });
+});
+
 test('manifest errors - a camelCase key suggests its snake_case spelling', () => {
   expectManifestError(
     `cells:

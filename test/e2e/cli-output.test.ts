@@ -1,0 +1,135 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { CELL_BIN, MeshHarness, waitUntil } from './harness.js';
+
+// api ×2 logs one line at start; ticker logs steadily and uses some CPU.
+const MESH = `
+cells:
+  api:
+    run: node fixtures/service.mjs
+    instances: 2
+    health: { tcp: {}, interval: 200ms }
+  ticker:
+    run: node fixtures/ticker.mjs
+    env: { TICK_MS: "10" }
+`;
+
+
+interface LogLine {
+  cell: string;
+  instance: number;
+  line: string;
+}
+
+/** Runs `cell <args>` in the background: its output so far, a signal to send, and its exit. */
+function background(mesh: MeshHarness, command: string, args: string[]) {
+  const child = spawn(command, args, { cwd: mesh.dir, env: { ...process.env, CELL_HOME: mesh.home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = { stdout: '', stderr: '', exited: new Promise<number | null>((r) => child.on('exit', (code) => r(code))), kill: (s: NodeJS.Signals) => child.kill(s) };
+  child.stdout.on('data', (d) => (run.stdout += d));
+  child.stderr.on('data', (d) => (run.stderr += d));
+  return run;
+}
+
+test('e2e cli output - events, logs and health of unknown and kernel cells', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+
+  for (const args of [['events', 'nope'], ['events', 'nope', '--json']]) {
+    const r = await mesh.cell(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, 'cell: unknown cell "nope" (cells: api, ticker)\n');
+  }
+  assert.match(await mesh.ok(['events', 'gateway']), /gateway\.0 {2}launching -> ready/);
+
+  assert.match(await mesh.ok(['logs', 'gateway']), /gateway listening on http:\/\/127\.0\.0\.1:\d+/);
+  const health = await mesh.json<{ cell: string; instance: number; health: string }[]>(['health', 'gateway']);
+  assert.deepEqual(health.map((h) => [h.cell, h.instance, h.health]), [['gateway', 0, 'passing']]);
+
+  for (const args of [['scale', 'gateway', '2'], ['restart', 'gateway']]) {
+    const r = await mesh.cell(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /^cell: "gateway" is a kernel cell that the daemon runs itself: it cannot be (scaled|restarted on its own)\n$/);
+  }
+  assert.equal((await mesh.ps()).filter((p) => p.cell === 'gateway').length, 1, 'still one gateway');
+});
+
+test('e2e cli output - logs --json: an array in the text order; with --follow one object a line', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+  await waitUntil('both api instances logged', async () => (await mesh.ok(['logs', 'api'])).split('\n').filter(Boolean).length === 2);
+
+  const text = (await mesh.ok(['logs', 'api'])).split('\n').filter(Boolean);
+  const json = await mesh.json<LogLine[]>(['logs', 'api']);
+  assert.deepEqual(json.map((l) => `[${l.cell}.${l.instance}] ${l.line}`), text);
+  assert.deepEqual(json.map((l) => l.instance), [0, 1]);
+  assert.match(json[0].line, /^api\.0 listening on \d+$/);
+
+  const follow = background(mesh, process.execPath, [CELL_BIN, 'logs', 'ticker', '-n', '1', '--follow', '--json']);
+  try {
+    await waitUntil('followed lines', async () => follow.stdout.split('\n').length > 4, 10_000);
+  } finally {
+    follow.kill('SIGINT');
+  }
+  await follow.exited;
+  const lines = follow.stdout.split('\n').filter(Boolean);
+  for (const line of lines) {
+    const parsed = JSON.parse(line) as LogLine;
+    assert.equal(parsed.cell, 'ticker');
+    assert.equal(parsed.instance, 0);
+    assert.match(parsed.line, /^(tick \d+|ticker pid \d+)$/);
+  }
+});
+
+test('e2e cli output - top --json and --once measure CPU; top on a pipe prints plain snapshots', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+
+  const snapshot = await mesh.json<{ cell: string; instance: number; pid: number; state: string; cpu_percent: number | null; rss_bytes: number | null }[]>(['top']);
+  assert.deepEqual(snapshot.map((r) => `${r.cell}.${r.instance}`).sort(), ['api.0', 'api.1', 'gateway.0', 'ticker.0']);
+  const ticker = snapshot.find((r) => r.cell === 'ticker')!;
+  assert.equal(ticker.state, 'ready');
+  assert.equal(typeof ticker.cpu_percent, 'number');
+  assert.ok(ticker.rss_bytes! > 0);
+
+  const once = await mesh.ok(['top', '--once']);
+  assert.doesNotMatch(once, /q quits/);
+  assert.ok(!once.includes('\x1b'), 'no escapes');
+  assert.match(once, /ticker\.0\s+\d+\s+● ready\s+passing\s+\d+\.\d%/);
+
+  const top = background(mesh, process.execPath, [CELL_BIN, 'top', '--interval', '100']);
+  await waitUntil('two snapshots', async () => top.stdout.split('cell top —').length > 2, 10_000);
+  top.kill('SIGTERM');
+  assert.equal(await top.exited, 0);
+  assert.ok(!top.stdout.includes('\x1b'), `no escapes on a pipe: ${JSON.stringify(top.stdout.slice(0, 80))}`);
+  assert.doesNotMatch(top.stdout, /q quits/);
+});
+
+test('e2e cli output - top on a terminal shows the cursor again when stopped with SIGTERM', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+  // script(1) gives top a terminal; timeout(1) sends it SIGTERM.
+  const top = background(mesh, 'script', ['-qc', `timeout -s TERM 2 '${process.execPath}' '${CELL_BIN}' top --interval 200`, '/dev/null']);
+  await top.exited;
+  assert.ok(top.stdout.includes('\x1b[?25l'), 'the cursor was hidden');
+  assert.match(top.stdout, /\x1b\[\?25h\s*$/, `the cursor is shown again at the end: ${JSON.stringify(top.stdout.slice(-40))}`);
+});
+
+test('e2e cli output - up that fails early names the failed cells and the ones not healthy yet', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  nocmd:
+    run: /nonexistent
+    restart: { max_retries: 0 }
+  slow:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "60000" }
+    health: { http: { path: / } }
+`);
+  const t0 = Date.now();
+  const up = await mesh.cell(['up', '--timeout', '30s']);
+  assert.equal(up.code, 1, up.stderr);
+  assert.ok(Date.now() - t0 < 20_000, 'gave up before the timeout');
+  assert.match(up.stderr.trim().split('\n').at(-1)!, /^cell: cells failed: nocmd \(.*\/nonexistent.*\); not healthy yet: slow \(launching\); see `cell logs <cell>`$/);
+});
