@@ -396,16 +396,16 @@ export class Daemon {
    */
   private pruneLevels(): string[][] {
     const now = this.now();
-    const left = new Set(this.supervisor.orphans().map((r) => r.cell));
-    const deps = new Map([...left].map((cell) => [cell, this.store.get<string[]>(`${REMOVED_PREFIX}${cell}`, now)?.value ?? []]));
-    const levels: string[][] = [];
-    while (left.size > 0) {
-      const level = [...left].filter((cell) => ![...left].some((other) => deps.get(other)!.includes(cell)));
-      // A cycle cannot come from a valid manifest; stop what is left together rather than loop.
-      levels.push(level.length > 0 ? level : [...left]);
-      for (const cell of levels.at(-1)!) left.delete(cell);
-    }
-    return levels;
+    const orphans = new Set(this.supervisor.orphans().map((r) => r.cell));
+    const graph = new DependencyGraph(
+      [...orphans].map((name) => ({
+        name,
+        // Only edges between the cells pruned now: the others are kept, or pruned already.
+        dependsOn: (this.store.get<string[]>(`${REMOVED_PREFIX}${name}`, now)?.value ?? []).filter((dep) => orphans.has(dep)),
+      })),
+    );
+    // Cells removed by different applies could in theory close a cycle: stop those together.
+    return graph.findCycle() ? [[...orphans]] : graph.levels().reverse();
   }
 
   /**

@@ -87,9 +87,13 @@ export function draining(rec: InstanceRecord, reason: string, now: number): Inst
   return moveTo(rec, 'draining', now, { reason });
 }
 
-/** Stopped on request (down, prune, restart, scale): stays down until released. */
-export function stoppedOnRequest(rec: InstanceRecord, reason: string, now: number): InstanceRecord {
-  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold: true, retryAt: null });
+/**
+ * Stopped on request (down, prune, restart): held, it stays down until released. Not held
+ * (`hold` false), the reconciler decides: a scale-down's instance is forgotten, or started again
+ * if the cell was scaled back up meanwhile.
+ */
+export function stoppedOnRequest(rec: InstanceRecord, reason: string, now: number, hold = true): InstanceRecord {
+  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold, retryAt: null });
 }
 
 /** Puts an instance back under the reconciler (cell up / cell restart): a failed one starts afresh. */

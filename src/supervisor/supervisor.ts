@@ -209,7 +209,7 @@ export class Supervisor {
       if (rec.pid === null || rec.startTicks === null) {
         // Spawned or stopping when the daemon died, before a pid was saved: start it again
         // (a process it may have left is killed below as a stray).
-        if (rec.state === 'launching') this.update({ ...stoppedOnRequest(rec, 'daemon stopped while starting', now), hold: false });
+        if (rec.state === 'launching') this.update(stoppedOnRequest(rec, 'daemon stopped while starting', now, false));
         else if (rec.state === 'draining') this.update(stoppedOnRequest(rec, 'stopped while the daemon was down', now));
         continue;
       }
@@ -241,8 +241,7 @@ export class Supervisor {
         }
       }
     }
-    const tracked = new Set([...this.records.values()].map((r) => r.pid).filter((p): p is number => p !== null));
-    const strays = findStrayInstances(this.o.home, tracked);
+    const strays = this.strays();
     for (const stray of strays) {
       this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'killing untracked instance process');
       this.o.driver.signalGroup(stray.pid, 'SIGKILL');
@@ -765,7 +764,7 @@ export class Supervisor {
     this.o.registry.deregister(rec.cell, rec.index);
     const now = this.o.clock.now();
     if (rec.pid === null) {
-      this.update({ ...stoppedOnRequest(rec, reason, now), hold }, reason);
+      this.update(stoppedOnRequest(rec, reason, now, hold), reason);
       this.requestTick();
       return;
     }
@@ -811,7 +810,7 @@ export class Supervisor {
       await sleep(this.o.clock, 20);
     }
     const current = this.records.get(key)!;
-    this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now()), hold }, reason);
+    this.update(stoppedOnRequest(current, reason, this.o.clock.now(), hold), reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
     this.requestTick();
   }
@@ -837,8 +836,7 @@ export class Supervisor {
    * `graceMs`. Returns how many there were.
    */
   async endStrays(graceMs = 1000): Promise<number> {
-    const tracked = new Set([...this.records.values()].map((r) => r.pid).filter((p): p is number => p !== null));
-    const strays = findStrayInstances(this.o.home, tracked);
+    const strays = this.strays();
     for (const stray of strays) {
       this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'stopping a process that left its instance\'s process group');
       signalStray(stray.pid, 'SIGTERM');
@@ -850,6 +848,12 @@ export class Supervisor {
     }
     for (const stray of alive) signalStray(stray.pid, 'SIGKILL');
     return strays.length;
+  }
+
+  /** Processes of this home's cells outside every tracked instance's process group. */
+  private strays(): ReturnType<typeof findStrayInstances> {
+    const tracked = new Set([...this.records.values()].map((r) => r.pid).filter((p): p is number => p !== null));
+    return findStrayInstances(this.o.home, tracked);
   }
 
   /** Lets the reconciler act again after `stopAll`, releasing everything it stopped. */
