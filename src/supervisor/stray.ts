@@ -30,6 +30,25 @@ export function findStrayInstances(home: string, trackedGroups: Set<number>): { 
 }
 
 /**
+ * Whether a live member of process group `pgid` carries our `CELL_HOME`: the group is a cell's,
+ * not another program's that took the id of a process of ours that died (pids are reused).
+ */
+export function isGroupOfHome(pgid: number, home: string): boolean {
+  const homeVar = `CELL_HOME=${home}`;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readProcStat(Number(name));
+    if (!stat || stat.pgrp !== pgid || isDeadState(stat.state)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(homeVar)) return true;
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return false;
+}
+
+/**
  * Signals a stray: its whole process group when it leads one (a `setsid` escapee takes its own
  * children along), else the process alone (a group signal to a non-leader's pid would miss it).
  * Returns false when it is gone already (signal 0 only asks that).

@@ -28,7 +28,7 @@ import {
   type InstanceRecord,
 } from '../reconciler/index.js';
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
-import { findStrayInstances, signalStray } from './stray.js';
+import { findStrayInstances, isGroupOfHome, signalStray } from './stray.js';
 import { PortAllocator } from './ports.js';
 
 type StartAction = Extract<Action, { type: 'start' }>;
@@ -229,7 +229,9 @@ export class Supervisor {
         else if (rec.state === 'launching' || rec.state === 'ready') this.startProbing(key, rec.state === 'ready' ? 0 : FIRST_READY_PROBE_MS);
       } else {
         gone++;
-        if (this.o.driver.groupAlive(rec.pid)) this.o.driver.signalGroup(rec.pid, 'SIGKILL');
+        // What the dead instance left in its group goes with it, if that group is still ours: a
+        // daemon down for long may find the pid (so the group id) taken by another program.
+        if (this.o.driver.groupAlive(rec.pid) && isGroupOfHome(rec.pid, this.o.home)) this.o.driver.signalGroup(rec.pid, 'SIGKILL');
         const spec = this.desired.cells.get(rec.cell)?.spec;
         if (rec.state === 'draining' || !spec) {
           this.update(stoppedOnRequest(rec, 'stopped while the daemon was down', now), 'gone');
@@ -244,7 +246,7 @@ export class Supervisor {
     const strays = this.strays();
     for (const stray of strays) {
       this.o.log.warn({ pid: stray.pid, cell: stray.cell, instance: stray.instance }, 'killing untracked instance process');
-      this.o.driver.signalGroup(stray.pid, 'SIGKILL');
+      signalStray(stray.pid, 'SIGKILL');
     }
     return { adopted, gone, strays: strays.length + killed };
   }

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { openSqliteStore } from '../../src/store/index.js';
 import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
 
 interface EventView {
@@ -157,4 +159,40 @@ test('e2e recovery - down after kill -9 of the daemon stops the cells it left ru
   const again = await mesh.cell(['down']);
   assert.equal(again.code, 0);
   assert.match(again.stdout, /mesh already down/);
+});
+
+test('e2e recovery - up after a daemon death does not kill another program\'s process group that took a dead instance\'s pid', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  worker:
+    run: sleep 600
+`);
+  await mesh.ok(['up']);
+  const daemonPid = (await mesh.json<{ daemon: { pid: number } }>(['status'])).daemon.pid;
+  const worker = (await mesh.ps()).find((p) => p.cell === 'worker')!;
+  process.kill(daemonPid, 'SIGKILL');
+  process.kill(worker.pid!, 'SIGKILL');
+  await waitUntil('daemon and worker gone', async () => (processesOfHome(mesh.home).some((p) => p === daemonPid || p === worker.pid) ? undefined : true));
+  // Another program's process group, not of this mesh. The pid a dead instance had may be reused
+  // by such a group while the daemon is away: written into the worker's record, that is the case.
+  const foreign = spawn('sleep', ['30'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH } });
+  try {
+    const store = openSqliteStore(join(mesh.home, 'state.db'));
+    try {
+      const rec = store.get<Record<string, unknown>>('instances/worker/0', Date.now())!;
+      assert.equal(rec.value.pid, worker.pid, 'the record names the dead worker');
+      store.put('instances/worker/0', { ...rec.value, pid: foreign.pid }, { now: Date.now() });
+    } finally {
+      store.close();
+    }
+    await mesh.ok(['up']);
+    const restarted = (await mesh.ps()).find((p) => p.cell === 'worker')!;
+    assert.equal(restarted.state, 'ready');
+    assert.notEqual(restarted.pid, foreign.pid);
+    assert.equal(foreign.exitCode, null);
+    assert.equal(foreign.signalCode, null);
+    process.kill(foreign.pid!, 0); // still there: throws ESRCH if readoption killed it
+  } finally {
+    foreign.kill('SIGKILL');
+  }
 });
