@@ -124,8 +124,13 @@ export function exitedUnexpectedly(rec: InstanceRecord, exit: ExitEvent, spec: C
   const why = rec.killedForHealth && rec.healthDetail ? `unhealthy: ${rec.healthDetail}` : describeExit(exit);
   const failedRun = rec.killedForHealth || exit.code !== 0 || exit.signal !== null;
   const cleared = { pid: null, startTicks: null, health: 'unknown' as const, killedForHealth: false };
-  if (spec.restart.policy === 'never' || (spec.restart.policy === 'on-failure' && !failedRun)) {
+  if (!failedRun && spec.restart.policy !== 'always') {
     return moveTo(rec, 'stopped', now, { ...cleared, hold: true, reason: `${why} (restart policy ${spec.restart.policy})` });
+  }
+  // A failed run that may not be restarted is a failure to show and to stop waiting for (as
+  // systemd's failed unit with Restart=no), not a quiet stop: `cell up` names it at once.
+  if (spec.restart.policy === 'never') {
+    return moveTo(rec, 'failed', now, { ...cleared, hold: true, retryAt: null, reason: `${why} (restart policy never)` });
   }
   // A run that stayed ready long enough resets the count: the crash is a new incident, not a loop.
   const wasStable = rec.readyAt !== null && now - rec.readyAt >= spec.restart.resetAfterMs;

@@ -133,3 +133,20 @@ cells:
   assert.ok(Date.now() - t0 < 20_000, 'gave up before the timeout');
   assert.match(up.stderr.trim().split('\n').at(-1)!, /^cell: cells failed: nocmd \(.*\/nonexistent.*\); not healthy yet: slow \(launching\); see `cell logs <cell>`$/);
 });
+
+test('e2e cli output - a cell that fails under restart policy never is failed at once, and up names it without waiting out its timeout', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  once:
+    run: /nonexistent
+    restart: { policy: never }
+`);
+  const t0 = Date.now();
+  const up = await mesh.cell(['up', '--timeout', '30s']);
+  assert.equal(up.code, 1, up.stderr);
+  assert.ok(Date.now() - t0 < 20_000, 'gave up before the timeout');
+  assert.match(up.stderr.trim().split('\n').at(-1)!, /^cell: cells failed: once \(.*\/nonexistent.*\(restart policy never\)\); see `cell logs <cell>`$/);
+  const once = (await mesh.ps()).find((p) => p.cell === 'once')!;
+  assert.equal(once.state, 'failed');
+  assert.equal(once.restarts, 0, 'never restarted');
+});

@@ -178,16 +178,20 @@ test('reconciler - launching past the grace period is killed and counted as a fa
   assert.equal(w.state('slow'), 'backoff');
 });
 
-test('reconciler - restart policies never and on-failure hold the instance', () => {
+test('reconciler - restart policies never and on-failure hold the instance: stopped after a clean exit, failed after a failed run under never', () => {
+  const never = { policy: 'never' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
   const w = new World(fake.desired(
-    fake.cell('once', { restart: { policy: 'never', backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 } }),
+    fake.cell('once', { restart: never }),
+    fake.cell('done', { restart: never }),
     fake.cell('job', { restart: { policy: 'on-failure', backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 } }),
   ));
   w.step();
   w.crash('once', 0);
+  w.crash('done', 0, { code: 0, signal: null });
   w.crash('job', 0, { code: 0, signal: null });
   assert.equal(w.step().length, 0);
-  assert.equal(w.state('once'), 'stopped');
+  assert.equal(w.state('once'), 'failed');
+  assert.equal(w.state('done'), 'stopped');
   assert.equal(w.state('job'), 'stopped');
 });
 
