@@ -6,7 +6,7 @@ import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, Pr
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { CliError, endProgress, progress, reportError } from './output.js';
-import { runUp } from './up.js';
+import { runUp, waitHealthy } from './up.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
 
 interface GlobalOptions {
@@ -133,19 +133,32 @@ program
 
 program
   .command('restart [cell]')
-  .description('restart one cell, or every cell in dependency order (state and counters are kept)')
-  .action(async (cell?: string) => {
-    const result = await api().post<{ restarted: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 });
-    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}\n`);
+  .description('restart one cell, or every cell in dependency order (state and counters are kept), and wait until they are healthy')
+  .option('--timeout <duration>', 'how long to wait for the restarted cells to be healthy', UP_TIMEOUT)
+  .option('--no-wait', 'return once they are restarting')
+  .action(async (cell: string | undefined, opts: { timeout: string; wait: boolean }) => {
+    const timeoutMs = parseDurationMs(opts.timeout);
+    const client = api();
+    const result = await client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 });
+    if (opts.wait) await waitHealthy(client, result.awaited, timeoutMs);
+    endProgress();
+    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}${opts.wait && result.awaited.length > 0 ? ` (healthy: ${result.awaited.join(', ')})` : ''}\n`);
   });
 
 program
   .command('scale <cell> <instances>')
-  .description('set the number of instances of a cell')
-  .action(async (cell: string, instances: string) => {
+  .description('set the number of instances of a cell, and wait until they are all healthy')
+  .option('--timeout <duration>', 'how long to wait for the instances to be healthy', UP_TIMEOUT)
+  .option('--no-wait', 'return once the new count is set')
+  .action(async (cell: string, instances: string, opts: { timeout: string; wait: boolean }) => {
     const n = parsePositiveInt('instances')(instances);
-    await api().post('/v1/scale', { cell, instances: n });
-    process.stdout.write(`${cell} scaled to ${n} instance${n === 1 ? '' : 's'}\n`);
+    const timeoutMs = parseDurationMs(opts.timeout);
+    const client = api();
+    await client.post('/v1/scale', { cell, instances: n });
+    // Scaled to 0 there is nothing to wait for; a scale-down's extra instances drain on their own.
+    if (opts.wait && n > 0) await waitHealthy(client, [cell], timeoutMs);
+    endProgress();
+    process.stdout.write(`${cell} scaled to ${n} instance${n === 1 ? '' : 's'}${opts.wait && n > 0 ? ', all healthy' : ''}\n`);
   });
 
 program

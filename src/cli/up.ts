@@ -59,7 +59,11 @@ export async function runUp(o: UpOptions): Promise<void> {
   }
 }
 
-async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
+/**
+ * Waits until every cell of `cells` has all its instances ready, with a progress line; throws a
+ * `CliError` naming the cells that are not once one has failed, or at the timeout.
+ */
+export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const wanted = new Set(cells);
   for (;;) {

@@ -304,10 +304,9 @@ export class Daemon {
     this.setAppCells(next);
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
-    const isWaiting = (name: string) => !next.get(name)!.spec.lazy || next.get(name)!.activated;
     return {
-      cells: graph.topoOrder().filter(isWaiting),
-      lazy: graph.topoOrder().filter((n) => !isWaiting(n)),
+      cells: graph.topoOrder().filter((n) => this.isAwaited(n)),
+      lazy: graph.topoOrder().filter((n) => !this.isAwaited(n)),
       released,
       gateway: this.gatewayUrl(),
     };
@@ -368,19 +367,32 @@ export class Daemon {
     return { cell: name, instances };
   }
 
-  /** Restarts one cell (its instances stop, then start again) or the whole mesh in dependency order. */
-  async restart(name?: string): Promise<{ restarted: string[] }> {
+  /**
+   * Restarts one cell (its instances stop, then start again) or the whole mesh in dependency
+   * order. `awaited`: the restarted cells that come up by themselves, which `cell restart` waits
+   * for (a lazy cell not yet activated starts only on its first discovery).
+   */
+  async restart(name?: string): Promise<{ restarted: string[]; awaited: string[] }> {
+    let restarted: string[];
     if (name) {
       this.requireCell(name, 'it cannot be restarted on its own');
       const recs = this.supervisor.instances().filter((r) => r.cell === name);
       await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, 'restart requested')));
       this.supervisor.release([name]);
-      return { restarted: [name] };
+      restarted = [name];
+    } else {
+      const graph = this.graph();
+      await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
+      restarted = graph.topoOrder();
+      this.supervisor.resumeReconciling(restarted);
     }
-    const graph = this.graph();
-    await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
-    this.supervisor.resumeReconciling(graph.topoOrder());
-    return { restarted: graph.topoOrder() };
+    return { restarted, awaited: restarted.filter((n) => this.isAwaited(n)) };
+  }
+
+  /** Whether `cell up` and `cell restart` wait for `name`: every cell but a lazy one not yet activated. */
+  private isAwaited(name: string): boolean {
+    const cell = this.supervisor.desiredCells.get(name);
+    return cell !== undefined && (!cell.spec.lazy || cell.activated === true);
   }
 
   async prune(dryRun: boolean): Promise<InstanceRecord[]> {

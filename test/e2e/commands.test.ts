@@ -32,7 +32,12 @@ cells:
   assert.equal(outdated.version, before.version, 'the running instance keeps its version');
   assert.notEqual(outdated.latest_version, before.version);
   assert.match(await mesh.ok(['status']), /api .*⚠ Update Available/);
-  await mesh.ok(['restart', 'api']);
+  const apiBefore = (await mesh.ps()).find((p) => p.cell === 'api')!;
+  assert.match(await mesh.ok(['restart', 'api']), /^restarted: api \(healthy: api\)$/m);
+  // `cell restart` returns once the cell is healthy again, on a new process.
+  const apiAfter = (await mesh.ps()).find((p) => p.cell === 'api')!;
+  assert.equal(apiAfter.state, 'ready');
+  assert.notEqual(apiAfter.pid, apiBefore.pid);
   const after = await waitUntil('api restarted on the new version', async () => {
     const c = (await mesh.json<Status>(['status'])).cells.find((x) => x.name === 'api')!;
     return c.state === 'ready' && !c.outdated ? c : undefined;
@@ -271,7 +276,9 @@ cells:
     return [...ids].sort();
   };
   assert.deepEqual(await answering(3), ['ok web.0']);
-  await mesh.ok(['scale', 'web', '3']);
+  assert.match(await mesh.ok(['scale', 'web', '3']), /web scaled to 3 instances, all healthy/);
+  // `cell scale` returns once every instance is ready.
+  assert.deepEqual((await mesh.ps()).filter((p) => p.cell === 'web').map((p) => `${p.instance}:${p.state}`), ['0:ready', '1:ready', '2:ready']);
   await waitUntil('the gateway routes to all 3', async () => (await answering(9)).length === 3);
   const killed = (await mesh.ps()).find((p) => p.cell === 'web' && p.instance === 1)!;
   process.kill(killed.pid!, 'SIGKILL');
