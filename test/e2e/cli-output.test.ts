@@ -109,9 +109,12 @@ test('e2e cli output - top --json and --once measure CPU; top on a pipe prints p
 test('e2e cli output - top on a terminal shows the cursor again when stopped with SIGTERM', async () => {
   await using mesh = new MeshHarness(MESH);
   await mesh.ok(['up']);
-  // script(1) gives top a terminal; timeout(1) sends it SIGTERM.
-  const top = background(mesh, 'script', ['-qc', `timeout -s TERM 2 '${process.execPath}' '${CELL_BIN}' top --interval 200`, '/dev/null']);
+  // script(1) gives top a terminal; timeout(1) sends it SIGTERM. --foreground keeps top in the
+  // terminal's foreground group: in a group of its own, top's raw mode stops it with SIGTTOU.
+  const top = background(mesh, 'script', ['-qc', `timeout --foreground -k 5 -s TERM 2 '${process.execPath}' '${CELL_BIN}' top --interval 200`, '/dev/null']);
+  const deadline = setTimeout(() => top.kill('SIGKILL'), 20_000);
   await top.exited;
+  clearTimeout(deadline);
   assert.ok(top.stdout.includes('\x1b[?25l'), 'the cursor was hidden');
   assert.match(top.stdout, /\x1b\[\?25h\s*$/, `the cursor is shown again at the end: ${JSON.stringify(top.stdout.slice(-40))}`);
 });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { request } from 'node:http';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -47,6 +47,33 @@ export function processesOfHome(home: string): number[] {
 }
 
 /**
+ * Homes of meshes not disposed yet. A test that times out never reaches its disposal: when the
+ * test process exits, whatever still carries one of these homes is killed, so no run leaves a
+ * mesh behind.
+ */
+const liveHomes = new Set<string>();
+function killLiveMeshes(): void {
+  for (const home of liveHomes) {
+    for (const pid of processesOfHome(home)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(dirname(home), { recursive: true, force: true });
+  }
+}
+process.on('exit', killLiveMeshes);
+// The test runner ends a file that ran out of time with SIGTERM, which skips 'exit' handlers.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    killLiveMeshes();
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
+
+/**
  * A mesh in a temp folder with its own CELL_HOME, driven through the real `cell` command.
  * Disposal runs `cell down` and then kills whatever still carries this home (and fails loudly
  * in the test that checks it, not here).
@@ -65,6 +92,7 @@ export class MeshHarness implements AsyncDisposable {
     this.scratch = mkdtempSync(join(tmpdir(), 'cell-e2e-'));
     this.dir = opts.dir ?? this.scratch;
     this.home = join(this.scratch, 'home');
+    liveHomes.add(this.home);
     if (!opts.dir) cpSync(FIXTURES, join(this.dir, 'fixtures'), { recursive: true });
     if (manifest !== null) writeFileSync(join(this.dir, 'cell.yaml'), manifest);
     for (const [name, text] of Object.entries(files)) writeFileSync(join(this.dir, name), text);
@@ -123,6 +151,7 @@ export class MeshHarness implements AsyncDisposable {
         // gone
       }
     }
+    liveHomes.delete(this.home);
     rmSync(this.scratch, { recursive: true, force: true });
   }
 }
