@@ -109,6 +109,8 @@ export interface ApplyResult {
   /** Lazy cells, started on their first discovery. */
   lazy: string[];
   released: number;
+  /** Running cells restarted on a new version (their manifest entry or sources changed). */
+  updated: string[];
   gateway: string | null;
 }
 

@@ -50,7 +50,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   process.stdout.write(
     `mesh up: ${applied.cells.length} cell${applied.cells.length === 1 ? '' : 's'} ${o.wait ? 'healthy' : 'applied'} in ${seconds}s` +
       (status.daemon.gateway ? `; gateway ${status.daemon.gateway}` : '') +
-      '\n',
+      '\n' +
+      (applied.updated.length > 0 ? `restarted on a new version (manifest or sources changed): ${applied.updated.join(', ')}\n` : ''),
   );
   if (stopped) {
     process.stdout.write('running in the foreground; Ctrl-C stops the mesh\n');

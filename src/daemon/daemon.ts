@@ -161,7 +161,11 @@ export class Daemon {
         if (this.settleWaiters.size > 0) this.checkSettled();
         for (const check of [...this.changeWaiters]) check();
       },
-      versionFor: (cell) => this.latestVersion(cell),
+      // A cell with a build runs its last build's output, whatever its sources say by now.
+      versionFor: async (cell) => {
+        const latest = await this.latestVersion(cell);
+        return cell.spec.build ? (this.store.get<string>(`${BUILT_PREFIX}${cell.spec.name}`, this.now())?.value ?? cell.version) : latest;
+      },
     });
     const desired = this.loadDesired();
     // Application cells wait for the whole kernel; readopted ones keep running meanwhile.
@@ -278,13 +282,7 @@ export class Daemon {
     const now = this.now();
     const next = new Map<string, DesiredCell>();
     for (const spec of mesh.cells) {
-      const version = await computeVersion(spec);
-      const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, now)?.value;
-      if (spec.build && built !== version) {
-        this.log.info({ cell: spec.name, version }, 'building');
-        await runBuild(spec, join(this.paths.logs, `${spec.name}.build.log`), this.supervisor.instanceEnv(spec, 0, 0));
-        this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now });
-      }
+      const version = await this.buildIfChanged(spec);
       const previous = this.supervisor.desiredCells.get(spec.name);
       next.set(spec.name, spec.lazy ? { spec, version, activated: previous?.activated === true } : { spec, version });
     }
@@ -304,12 +302,36 @@ export class Daemon {
     this.setAppCells(next);
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
+    // `up` applies the manifest and the code on disk: a cell whose `run`, `env`, `build` or
+    // sources changed runs its new version, as compose recreates a changed service. Its running
+    // instances are replaced (the reconciler starts the new ones in dependency order).
+    const updated = graph.topoOrder().filter((name) => this.supervisor.instances().some((r) => r.cell === name && r.pid !== null && r.version !== next.get(name)!.version));
+    await Promise.all(
+      this.supervisor.instances().filter((r) => updated.includes(r.cell)).map((r) => this.supervisor.stopInstance(r.cell, r.index, 'new version (manifest or sources changed)')),
+    );
+    this.supervisor.release(updated);
     return {
       cells: graph.topoOrder().filter((n) => this.isAwaited(n)),
       lazy: graph.topoOrder().filter((n) => !this.isAwaited(n)),
       released,
+      updated,
       gateway: this.gatewayUrl(),
     };
+  }
+
+  /**
+   * The version of `spec` as it is on disk now, built first when it has a `build` command and
+   * that version was not built yet. A failing build throws `BuildError` and changes nothing.
+   */
+  private async buildIfChanged(spec: CellSpec): Promise<string> {
+    const version = await computeVersion(spec);
+    const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, this.now())?.value;
+    if (spec.build && built !== version) {
+      this.log.info({ cell: spec.name, version }, 'building');
+      await runBuild(spec, join(this.paths.logs, `${spec.name}.build.log`), this.supervisor.instanceEnv(spec, 0, 0));
+      this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now: this.now() });
+    }
+    return version;
   }
 
   private setAppCells(app: Map<string, DesiredCell>): void {
@@ -374,8 +396,14 @@ export class Daemon {
    */
   async restart(name?: string): Promise<{ restarted: string[]; awaited: string[] }> {
     let restarted: string[];
+    if (name) this.requireCell(name, 'it cannot be restarted on its own');
+    // A restart runs the code on disk: built first where it changed (a failing build throws
+    // before anything is stopped), so VERSION never names a version that was not built.
+    for (const cell of this.appCells().filter((d) => !name || d.spec.name === name)) {
+      const version = await this.buildIfChanged(cell.spec);
+      if (version !== cell.version) this.replaceAppCell({ ...cell, version });
+    }
     if (name) {
-      this.requireCell(name, 'it cannot be restarted on its own');
       const recs = this.supervisor.instances().filter((r) => r.cell === name);
       await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, 'restart requested')));
       this.supervisor.release([name]);
@@ -431,7 +459,7 @@ export class Daemon {
     const levels = graph.levels().reverse();
     const order = levels.flat();
     const orphanCells = [...new Set(this.supervisor.orphans().map((r) => r.cell))];
-    await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down');
+    await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down', { endsRun: true });
     // No orphan left: not even a cell's child that left its instance's process group.
     await this.supervisor.endStrays();
     for (const name of [...KERNEL_CELLS].reverse()) this.kernel.set(name, { state: 'stopped', since: this.now() });

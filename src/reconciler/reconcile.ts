@@ -57,7 +57,7 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
       if (rec.hold) continue;
       switch (rec.state) {
         case 'stopped':
-          if (depsHealthy) actions.push({ type: 'start', cell: name, index: i, isRestart: true });
+          if (depsHealthy) actions.push({ type: 'start', cell: name, index: i, isRestart: !rec.runEnded });
           break;
         case 'backoff':
           if (rec.retryAt !== null && rec.retryAt > now) wake(rec.retryAt);

@@ -43,7 +43,9 @@ export function launched(
     pid: p.pid,
     startTicks: p.startTicks,
     version: p.version,
-    restarts: rec.restarts + (p.isRestart ? 1 : 0),
+    restarts: p.isRestart ? rec.restarts + 1 : rec.runEnded ? 0 : rec.restarts,
+    failures: rec.runEnded ? 0 : rec.failures,
+    runEnded: false,
     startedAt: now,
     readyAt: null,
     retryAt: null,
@@ -141,7 +143,7 @@ export function exitedUnexpectedly(rec: InstanceRecord, exit: ExitEvent, spec: C
       failures,
       hold: true,
       retryAt: null,
-      reason: `crash loop: ${failures} failures in a row, last: ${why}`,
+      reason: `crash loop: ${failures} failure${failures === 1 ? '' : 's'} in a row, last: ${why}`,
     });
   }
   return moveTo(rec, 'backoff', now, { ...cleared, failures, retryAt: now + backoffDelay(failures, spec), reason: why });

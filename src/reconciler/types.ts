@@ -51,6 +51,11 @@ export interface InstanceRecord {
   hold: boolean;
   /** Set when the supervisor kills the instance for failing health: its exit counts as a failure. */
   killedForHealth: boolean;
+  /**
+   * Stopped by `cell down`: the mesh's run ended, so its next start is a first start of a new
+   * run (restart and failure counters from zero), not a restart.
+   */
+  runEnded?: boolean;
   /** The unix socket handed to the instance as CELL_SOCKET (where an SDK cell listens). */
   socket?: string | null;
   /** The instance announced itself through the SDK (ready signal): it speaks the cell protocol. */

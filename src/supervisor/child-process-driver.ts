@@ -17,6 +17,17 @@ const PLAIN_COMMAND = /^[A-Za-z0-9_\-./:=@%+,${} ]+$/;
 const EXPANSION = /\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})/g;
 
 /**
+ * Words that `exec` cannot run as a program: reserved words (they open compound commands) and
+ * builtins with no program of the same name (they act on the shell itself, or exist only in it).
+ */
+const SHELL_ONLY = new Set([
+  'if', 'then', 'else', 'elif', 'fi', 'for', 'while', 'until', 'do', 'done', 'case', 'esac', '!', '{', '}',
+  '.', 'source', 'cd', 'export', 'unset', 'set', 'eval', 'trap', 'ulimit', 'umask', 'alias', 'unalias',
+  'readonly', 'local', 'shift', 'return', 'exit', 'exec', 'wait', ':', 'command', 'read', 'type', 'hash',
+  'getopts', 'times', 'jobs', 'fg', 'bg', 'break', 'continue',
+]);
+
+/**
  * The argv of a `run` line that a shell would only split on spaces and expand variables in
  * (`node server.js --port $PORT`), or null when it needs a shell (quotes, operators, globs, a
  * leading assignment, a variable whose value sh would split or glob, anything unusual). Such
@@ -43,19 +54,153 @@ export function directArgv(command: string, env: Record<string, string>): string
     // An unquoted expansion to nothing is no word at all, as in sh.
     if (expanded !== '') words.push(expanded);
   }
-  // `NAME=value cmd` is an assignment to a shell.
-  if (words.length === 0 || words[0].includes('=')) return null;
+  // `NAME=value cmd` is an assignment to a shell; `exec cmd`, `cd dir` and the like are the shell's own.
+  if (words.length === 0 || words[0].includes('=') || SHELL_ONLY.has(words[0])) return null;
   return words;
+}
+
+const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
+/** A redirection word; `target` is empty when the file or descriptor is the next word (`> log`). */
+const REDIRECTION = /^[0-9]*(?:<<-?|>>|<>|<&|>&|>\||<|>)(?<target>.*)$/s;
+
+/**
+ * The script `/bin/sh -c` runs for a `run` line. A line that is one simple command gets `exec`
+ * in front of its program (after any `NAME=value` prefix, which sh then exports to it), so the
+ * pid we hold and signal is the program's own, not a shell waiting on it. Anything else (`a && b`,
+ * `cd dir; cmd`, several lines, a subshell, a builtin, a line that already says `exec`) runs as
+ * written: an `exec` there would cut the line short or fail outright, and since stop signals the
+ * whole process group, the shell's pid is as good a handle. A line this cannot scan (an unclosed
+ * quote) is left to sh too, which reports the error.
+ */
+export function shellLine(command: string): string {
+  const s = command;
+  const words: { start: number; text: string }[] = [];
+  let wordStart = -1;
+  // A newline ended a command: any further word begins a second one.
+  let afterNewline = false;
+  // The previous character was an unquoted `<` or `>`: a `&` or `|` now is part of a redirection.
+  let redirect = '';
+  let i = 0;
+  const endWord = () => {
+    if (wordStart >= 0) words.push({ start: wordStart, text: s.slice(wordStart, i) });
+    wordStart = -1;
+  };
+  while (i < s.length) {
+    const c = s[i];
+    if (c === ' ' || c === '\t' || c === '\n') {
+      endWord();
+      if (c === '\n' && words.length > 0) afterNewline = true;
+      redirect = '';
+      i++;
+      continue;
+    }
+    if (c === '#' && wordStart < 0) {
+      const eol = s.indexOf('\n', i);
+      i = eol < 0 ? s.length : eol;
+      continue;
+    }
+    if (c === '\\' && s[i + 1] === '\n') {
+      // A line continuation: sh removes it, so it neither ends nor starts a word.
+      i += 2;
+      continue;
+    }
+    if (c === ';' || c === '(' || c === ')') return command;
+    if (c === '&' && redirect === '') return command;
+    if (c === '|' && redirect !== '>') return command;
+    if (wordStart < 0) {
+      if (afterNewline) return command;
+      wordStart = i;
+    }
+    let next: number;
+    if (c === "'") next = skipSingleQuoted(s, i);
+    else if (c === '"') next = skipDoubleQuoted(s, i);
+    else if (c === '`') next = skipBackquoted(s, i);
+    else if (c === '$' && (s[i + 1] === '(' || s[i + 1] === '{')) next = skipDollar(s, i);
+    else if (c === '\\') next = i + 2;
+    else next = i + 1;
+    if (next < 0) return command;
+    redirect = c === '<' || c === '>' ? c : '';
+    i = next;
+  }
+  endWord();
+
+  if (words.some((w) => w.text === '{' || w.text === '}')) return command;
+  // The command word follows any assignments and redirections (`X=1 >log cmd`).
+  let k = 0;
+  while (k < words.length) {
+    const text = words[k].text;
+    if (ASSIGNMENT.test(text)) k++;
+    else {
+      const redirection = REDIRECTION.exec(text);
+      if (!redirection) break;
+      k += redirection.groups!.target === '' ? 2 : 1;
+    }
+  }
+  if (k >= words.length || SHELL_ONLY.has(words[k].text)) return command;
+  const at = words[k].start;
+  return s.slice(0, at) + 'exec ' + s.slice(at);
+}
+
+// Each skip* takes the index of an opening quote or `$` and returns the index just past its end,
+// or -1 when it is not closed.
+
+function skipSingleQuoted(s: string, i: number): number {
+  const close = s.indexOf("'", i + 1);
+  return close < 0 ? -1 : close + 1;
+}
+
+function skipDoubleQuoted(s: string, i: number): number {
+  let j = i + 1;
+  while (j < s.length) {
+    const c = s[j];
+    if (c === '"') return j + 1;
+    if (c === '\\') j += 2;
+    else if (c === '`') j = skipBackquoted(s, j);
+    else if (c === '$' && (s[j + 1] === '(' || s[j + 1] === '{')) j = skipDollar(s, j);
+    else j++;
+    if (j < 0) return -1;
+  }
+  return -1;
+}
+
+function skipBackquoted(s: string, i: number): number {
+  for (let j = i + 1; j < s.length; j++) {
+    if (s[j] === '\\') j++;
+    else if (s[j] === '`') return j + 1;
+  }
+  return -1;
+}
+
+/** `$(…)`, `$((…))` or `${…}`, counting nested brackets outside quotes. */
+function skipDollar(s: string, i: number): number {
+  const open = s[i + 1];
+  const close = open === '(' ? ')' : '}';
+  let depth = 1;
+  let j = i + 2;
+  while (j < s.length) {
+    const c = s[j];
+    if (c === open) depth++;
+    else if (c === close && --depth === 0) return j + 1;
+    if (c === "'") j = skipSingleQuoted(s, j);
+    else if (c === '"') j = skipDoubleQuoted(s, j);
+    else if (c === '`') j = skipBackquoted(s, j);
+    else if (c === '$' && (s[j + 1] === '(' || s[j + 1] === '{')) j = skipDollar(s, j);
+    else if (c === '\\') j += 2;
+    else j++;
+    if (j < 0) return -1;
+  }
+  return -1;
 }
 
 export class ChildProcessDriver implements ProcessDriver {
   /**
-   * Starts the command (directly when it needs no shell, see directArgv; else as
-   * `/bin/sh -c "exec <command>"`) detached (setsid: its own session and process group, so
+   * Starts the command (directly when it needs no shell, see directArgv; else through
+   * `/bin/sh -c`, see shellLine) detached (setsid: its own session and process group, so
    * it outlives the daemon and a group signal reaches its descendants). The log file is opened
    * O_APPEND, so copytruncate rotation leaves the child's later writes at the start of the file.
-   * Resolves once the process runs (the pid may still show /bin/sh for a moment, until its exec);
-   * rejects with `SpawnError` naming the cell when it cannot start.
+   * Resolves once the process runs (the pid may still show /bin/sh for a moment, until its exec;
+   * for a line of several commands it stays the shell's); rejects with `SpawnError` naming the
+   * cell when it cannot start.
    *
    * The child is unref'd so the daemon can exit while cells run on: awaiting `exited` alone does not
    * keep the event loop alive (the daemon's servers or a timer must).
@@ -82,7 +227,7 @@ export class ChildProcessDriver implements ProcessDriver {
       let child: ChildProcess;
       const argv = directArgv(req.command, req.env);
       try {
-        child = spawnChild(argv ? argv[0] : '/bin/sh', argv ? argv.slice(1) : ['-c', 'exec ' + req.command], {
+        child = spawnChild(argv ? argv[0] : '/bin/sh', argv ? argv.slice(1) : ['-c', shellLine(req.command)], {
           cwd: req.cwd,
           env: req.env,
           detached: true,
@@ -122,7 +267,7 @@ export class ChildProcessDriver implements ProcessDriver {
       this.adopted.set(pid, { startTicks, polls: 0, resolve });
       this.startAdoptPoller();
     });
-    return { pid, startTicks, exited };
+    return { pid, startTicks, exited, adopted: true };
   }
 
   private readonly adopted = new Map<number, { startTicks: number; polls: number; resolve: (info: ExitInfo) => void }>();

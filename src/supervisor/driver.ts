@@ -29,6 +29,11 @@ export interface ProcessHandle {
   readonly startTicks: number;
   /** Resolves once, when the process has exited (for adopted processes: when it is seen gone). */
   readonly exited: Promise<ExitInfo>;
+  /**
+   * Taken over from an earlier daemon: its exit is seen by polling, late, when its pid (and so a
+   * group id) may be another program's already.
+   */
+  readonly adopted?: boolean;
 }
 
 export interface ProcessDriver {

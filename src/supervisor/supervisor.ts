@@ -476,6 +476,12 @@ export class Supervisor {
 
   private onExit(key: string, handle: ProcessHandle, exit: ExitInfo): void {
     if (this.detached) return;
+    // The instance is its process group: what its leader leaves behind (a shell's background
+    // job, a forked worker holding the old port) dies with it, as a container's processes die
+    // with its main one, instead of living on unsupervised beside the restarted instance. Done at
+    // once: while any member lives, the kernel keeps the group's id from being reused. An adopted
+    // leader's exit is seen late, by polling: its group must still be ours.
+    if (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
     if (this.handles.get(key) === handle) this.handles.delete(key);
     const rec = this.records.get(key);
     if (!rec || rec.pid !== handle.pid) return;
@@ -737,10 +743,27 @@ export class Supervisor {
     this.o.registry.deregister(rec.cell, rec.index);
     this.o.log.warn({ cell: rec.cell, instance: rec.index, reason }, 'killing unhealthy instance');
     this.update({ ...rec, killedForHealth: true, health: 'failing', healthDetail: reason });
-    if (rec.pid !== null) {
-      this.o.driver.signalGroup(rec.pid, 'SIGKILL');
-      this.o.driver.signalGroup(rec.pid, 'SIGCONT');
-    }
+    if (rec.pid === null) return;
+    // Stopped as `cell restart` would stop it (stop signal, `timeout`, SIGTERM, `kill_after`,
+    // SIGKILL), as Kubernetes ends a container whose liveness probe fails: a program that merely
+    // hangs on its health endpoint may still have requests or writes to finish. Its exit, whenever
+    // it comes, is an unexpected exit like a crash (restart, backoff, crash loop).
+    const pid = rec.pid;
+    const stop = this.desired.cells.get(rec.cell)?.spec.stop ?? { signal: 'SIGTERM' as const, timeoutMs: 5000, killAfterMs: 2000 };
+    const stillThere = () => {
+      const current = this.records.get(key);
+      return current !== undefined && current.pid === pid && current.killedForHealth && this.handles.has(key);
+    };
+    const send = (signal: NodeJS.Signals) => {
+      if (!stillThere()) return false;
+      this.o.driver.signalGroup(pid, signal);
+      this.o.driver.signalGroup(pid, 'SIGCONT');
+      return true;
+    };
+    send(stop.signal);
+    this.o.clock.setTimer(stop.timeoutMs, () => {
+      if (send('SIGTERM')) this.o.clock.setTimer(stop.killAfterMs, () => void send('SIGKILL'));
+    });
   }
 
   // ---------------------------------------------------------------- stop
@@ -750,23 +773,23 @@ export class Supervisor {
    * whole process group. Idempotent: a second call joins the stop in progress. The stopped
    * instance is held (left alone by the reconciler until released) unless `hold` is false.
    */
-  stopInstance(cell: string, index: number, reason: string, options: { hold?: boolean } = {}): Promise<void> {
+  stopInstance(cell: string, index: number, reason: string, options: { hold?: boolean; endsRun?: boolean } = {}): Promise<void> {
     const key = instanceKey(cell, index);
     const inFlight = this.stopsInFlight.get(key);
     if (inFlight) return inFlight;
-    const done = this.runStop(key, reason, options.hold ?? true).finally(() => this.stopsInFlight.delete(key));
+    const done = this.runStop(key, reason, options.hold ?? true, options.endsRun ?? false).finally(() => this.stopsInFlight.delete(key));
     this.stopsInFlight.set(key, done);
     return done;
   }
 
-  private async runStop(key: string, reason: string, hold: boolean): Promise<void> {
+  private async runStop(key: string, reason: string, hold: boolean, endsRun: boolean): Promise<void> {
     const rec = this.records.get(key);
     if (!rec) return;
     this.stopProbing(key);
     this.o.registry.deregister(rec.cell, rec.index);
     const now = this.o.clock.now();
     if (rec.pid === null) {
-      this.update(stoppedOnRequest(rec, reason, now, hold), reason);
+      this.update({ ...stoppedOnRequest(rec, reason, now, hold), runEnded: endsRun }, reason);
       this.requestTick();
       return;
     }
@@ -812,13 +835,13 @@ export class Supervisor {
       await sleep(this.o.clock, 20);
     }
     const current = this.records.get(key)!;
-    this.update(stoppedOnRequest(current, reason, this.o.clock.now(), hold), reason);
+    this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now(), hold), runEnded: endsRun }, reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
     this.requestTick();
   }
 
   /** Stops every instance, level by level (each level's instances in parallel). Halts the reconciler first. */
-  async stopAll(levels: string[][], reason: string): Promise<void> {
+  async stopAll(levels: string[][], reason: string, options: { endsRun?: boolean } = {}): Promise<void> {
     this.halted = true;
     this.scheduleWake(null);
     // A start still waiting for its spawn sees the halt and gives up; one spawning now ends its
@@ -827,7 +850,10 @@ export class Supervisor {
     for (const level of levels) {
       const names = new Set(level);
       const batch = [...this.records.values()].filter((r) => names.has(r.cell) && r.state !== 'stopped' && r.state !== 'failed');
-      await Promise.all(batch.map((r) => this.stopInstance(r.cell, r.index, reason)));
+      await Promise.all(batch.map((r) => this.stopInstance(r.cell, r.index, reason, { endsRun: options.endsRun })));
+      if (options.endsRun) {
+        for (const r of [...this.records.values()].filter((x) => names.has(x.cell) && !x.runEnded && (x.state === 'stopped' || x.state === 'failed'))) this.update({ ...r, runEnded: true });
+      }
     }
   }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { MeshHarness, CELL_BIN, waitUntil, processesOfHome, httpGet } from './harness.js';
@@ -331,4 +331,111 @@ cells:
   assert.deepEqual(ps.map((p) => `${p.cell}.${p.instance}`).sort(), ['api.0', 'gateway.0', 'worker.0']);
   // One daemon and one process per instance carry this home, nothing else.
   assert.deepEqual(processesOfHome(mesh.home).sort(), [status.daemon.pid, ...ps.map((p) => p.pid!)].sort());
+});
+
+test('e2e commands - up restarts the cells whose run line or env changed, and leaves the others running', async () => {
+  const manifest = (m: string) => `
+cells:
+  app:
+    run: node fixtures/service.mjs
+    env: { M: ${m} }
+    health: { tcp: {}, interval: 200ms }
+  other:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+`;
+  await using mesh = new MeshHarness(manifest('one'));
+  await mesh.ok(['up']);
+  const before = await mesh.ps();
+  const second = await mesh.ok(['up']);
+  assert.doesNotMatch(second, /new version/, 'nothing changed: nothing restarted');
+  mesh.writeManifest(manifest('two'));
+  const out = await mesh.ok(['up']);
+  assert.match(out, /^restarted on a new version \(manifest or sources changed\): app$/m);
+  const after = await mesh.ps();
+  const pidOf = (ps: typeof before, cell: string) => ps.find((p) => p.cell === cell)!.pid!;
+  assert.notEqual(pidOf(after, 'app'), pidOf(before, 'app'), 'app runs a new process');
+  assert.equal(after.find((p) => p.cell === 'app')!.state, 'ready', 'healthy when up returns');
+  assert.ok(readFileSync(`/proc/${pidOf(after, 'app')}/environ`, 'utf8').split('\0').includes('M=two'), 'with the new env');
+  assert.equal(pidOf(after, 'other'), pidOf(before, 'other'), 'an unchanged cell keeps its process');
+  const status = await mesh.json<Status>(['status']);
+  assert.equal(status.cells.find((c) => c.name === 'app')!.outdated, false);
+});
+
+test('e2e commands - restart builds a changed cell first; a failing build stops nothing and the version stays the built one', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  app:
+    run: node fixtures/service.mjs
+    source: ["src.txt"]
+    build: sh -c 'if grep -q bad src.txt; then echo broken >&2; exit 4; fi; cat src.txt >> builds.log'
+    health: { tcp: {}, interval: 200ms }
+`, { 'src.txt': 'v1\n' });
+  await mesh.ok(['up']);
+  const builds = () => readFileSync(join(mesh.dir, 'builds.log'), 'utf8');
+  assert.equal(builds(), 'v1\n');
+  writeFileSync(join(mesh.dir, 'src.txt'), 'v2\n');
+  await mesh.ok(['restart', 'app']);
+  assert.equal(builds(), 'v1\nv2\n', 'the restart built v2');
+  const built = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'app')!;
+  assert.equal(built.outdated, false);
+  const pid = (await mesh.ps()).find((p) => p.cell === 'app')!.pid;
+
+  writeFileSync(join(mesh.dir, 'src.txt'), 'bad\n');
+  const bad = await mesh.cell(['restart', 'app']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr.trim().split('\n').at(-1)!, /cell app: build .* failed \(exit code 4\)/);
+  const after = (await mesh.ps()).find((p) => p.cell === 'app')!;
+  assert.equal(after.pid, pid, 'nothing was stopped');
+  assert.equal(after.version, built.version, 'the instance still runs the version that was built');
+  assert.equal(builds(), 'v1\nv2\n');
+});
+
+test('e2e commands - processes an instance left in its group die with it, before it starts again', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  forker:
+    run: sh -c 'sleep 2100 & exec node fixtures/service.mjs'
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const first = (await mesh.ps()).find((p) => p.cell === 'forker')!;
+  const sleepers = () =>
+    processesOfHome(mesh.home).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x002100\x00';
+      } catch {
+        return false;
+      }
+    });
+  const [leftover] = await waitUntil('the background sleep runs', async () => (sleepers().length === 1 ? sleepers() : undefined));
+  process.kill(first.pid!, 'SIGKILL');
+  const again = await waitUntil('forker back on a new pid', async () => {
+    const p = (await mesh.ps()).find((x) => x.cell === 'forker')!;
+    return p.state === 'ready' && p.pid !== first.pid ? p : undefined;
+  });
+  assert.ok(again.restarts >= 1);
+  assert.ok(!existsSync(`/proc/${leftover}`) || readFileSync(`/proc/${leftover}/stat`, 'utf8').includes(') Z'), 'the first run\'s background sleep is gone');
+  await waitUntil('one sleep: the new run\'s', async () => sleepers().length === 1 || undefined);
+});
+
+test('e2e commands - a start after down begins a new run: restart counters from zero', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  app:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const first = (await mesh.ps())[0];
+  process.kill(first.pid!, 'SIGKILL');
+  await waitUntil('app restarted', async () => (await mesh.ps()).find((p) => p.state === 'ready' && p.pid !== first.pid && p.restarts === 1));
+  for (let round = 0; round < 2; round++) {
+    await mesh.ok(['down']);
+    await mesh.ok(['up']);
+    const app = (await mesh.ps()).find((p) => p.cell === 'app')!;
+    assert.equal(app.restarts, 0, `round ${round}: a fresh run, not a restart`);
+  }
+  await mesh.ok(['restart', 'app']);
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'app')!.restarts, 1, 'cell restart is counted');
 });

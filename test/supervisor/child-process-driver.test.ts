@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ChildProcessDriver, directArgv } from '../../src/supervisor/child-process-driver.js';
+import { ChildProcessDriver, directArgv, shellLine } from '../../src/supervisor/child-process-driver.js';
 import type { ProcessHandle, SpawnRequest } from '../../src/supervisor/driver.js';
 import { SpawnError } from '../../src/supervisor/errors.js';
 import { readProcStat } from '../../src/supervisor/proc.js';
@@ -65,11 +65,16 @@ function readLog(file: string): string {
 
 /** Spawns a fixture in a temp dir; the test's cleanup kills its whole group and removes the dir. */
 async function start(t: TestContext, script: string, env: Record<string, string> = {}, cell = 'web') {
+  return startLine(t, `'${process.execPath}' '${fixture(script)}'`, env, cell);
+}
+
+/** As start, for any run line. */
+async function startLine(t: TestContext, command: string, env: Record<string, string> = {}, cell = 'web') {
   const dir = mkdtempSync(join(tmpdir(), 'cell-driver-'));
   const req: SpawnRequest = {
     cell,
     instance: 0,
-    command: `'${process.execPath}' '${fixture(script)}'`,
+    command,
     cwd: dir,
     env: baseEnv(env),
     logFile: join(dir, 'logs', `${cell}.0.log`),
@@ -239,4 +244,101 @@ test('child process driver - a direct start runs the program itself, with $PORT 
   assert.equal(readFileSync(logFile, 'utf8').trim(), 'port=4321');
   await assert.rejects(driver.spawn({ cell: 'x', instance: 0, command: 'no-such-program-here --flag', cwd: dir, env: { PATH: process.env.PATH ?? '' }, logFile }), /no-such-program-here|ENOENT/);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('child process driver - shellLine puts exec before a lone simple command, and leaves any other line as written', () => {
+  const cases: [string, string][] = [
+    // One simple command: exec'd, so the pid is the program's own.
+    ['node server.js --port $PORT', 'exec node server.js --port $PORT'],
+    ['  node a.js', '  exec node a.js'],
+    ['node a.js\n', 'exec node a.js\n'],
+    ['cmd 2>&1', 'exec cmd 2>&1'],
+    ['cmd >/dev/null 2>&1', 'exec cmd >/dev/null 2>&1'],
+    ['cmd >&2 <&0 >| out', 'exec cmd >&2 <&0 >| out'],
+    ['>log node a.js', '>log exec node a.js'],
+    ['> log node a.js', '> log exec node a.js'],
+    ['node $(cat file)', 'exec node $(cat file)'],
+    ['node $(echo a; echo b) "$(cat f | head -1)" $((1 + (2)))', 'exec node $(echo a; echo b) "$(cat f | head -1)" $((1 + (2)))'],
+    ['node `cat file` ${PORT:-80} "${X:-a;b}"', 'exec node `cat file` ${PORT:-80} "${X:-a;b}"'],
+    ["echo 'a;b'", "exec echo 'a;b'"],
+    ['echo "a && b"', 'exec echo "a && b"'],
+    ['echo "two\nlines" a\\;b \\&', 'exec echo "two\nlines" a\\;b \\&'],
+    ['node a.js \\\n  --port $PORT', 'exec node a.js \\\n  --port $PORT'],
+    ['node a.js # then; more', 'exec node a.js # then; more'],
+    ['# the web server\nnode a.js', '# the web server\nexec node a.js'],
+    ['node a#b', 'exec node a#b'],
+    // Leading assignments: exec goes after them, and sh exports them to the program.
+    ['GREETING=hello python3 -m http.server $PORT', 'GREETING=hello exec python3 -m http.server $PORT'],
+    ["X='a b' cmd", "X='a b' exec cmd"],
+    ['A=1 B="x; y" C=$(pwd) cmd --flag', 'A=1 B="x; y" C=$(pwd) exec cmd --flag'],
+  ];
+  const unchanged = [
+    // Several commands, or one the shell must run itself.
+    'echo starting && python3 -m http.server $PORT',
+    'cd sub && python3 -m http.server $PORT',
+    'export X=1; cmd',
+    'a || b',
+    'a | b',
+    'a &',
+    'a &>log',
+    'a;',
+    'echo one\necho two',
+    'echo one\n\necho two\n',
+    '(python3 -m http.server $PORT)',
+    'f() { cmd; }',
+    '{ cmd; }',
+    'echo }',
+    'if true; then cmd; fi',
+    'while :; do cmd; done',
+    '! cmd',
+    '. ./env.sh',
+    'ulimit -n 4096',
+    'X=1 cd sub',
+    // Already exec'd: the pid is the program's own as it is.
+    'exec python3 -m http.server $PORT',
+    'X=1 exec cmd',
+    // Assignments only, nothing to exec.
+    'X=1',
+    'X=1 Y="2 3"',
+    '',
+    '# just a comment',
+    // Left to sh, which reports the error.
+    "echo 'unclosed",
+    'echo $(unclosed',
+  ];
+  for (const [line, script] of cases) assert.equal(shellLine(line), script, JSON.stringify(line));
+  for (const line of unchanged) assert.equal(shellLine(line), line, JSON.stringify(line));
+  for (const line of ['exec python3 -m http.server $PORT', 'cd sub', 'export X=1', ': nothing']) {
+    assert.equal(directArgv(line, {}), null, `${line}: the shell's own`);
+  }
+});
+
+test('driver - a line of several commands runs whole: an echo first does not replace the server', async (t) => {
+  const { handle, req } = await startLine(t, `echo starting && exec '${process.execPath}' '${fixture('forever.mjs')}'`);
+  await waitFor('forever running', () => readLog(req.logFile).includes('forever pid'));
+  const log = readLog(req.logFile);
+  assert.match(log, /^starting\n/);
+  // The line's own exec leaves the program in the shell's place.
+  assert.match(log, new RegExp(`forever pid ${handle.pid}\\b`));
+  assert.equal(driver.isAlive(handle.pid, handle.startTicks), true);
+});
+
+test('driver - a cd, a second line and an exit code all run as the shell would', async (t) => {
+  const { handle, req } = await startLine(t, 'cd logs && pwd\necho two\nexit 7');
+  assert.deepEqual(await within(handle.exited), { code: 7, signal: null });
+  assert.match(readLog(req.logFile), /\/logs\ntwo\n$/);
+});
+
+test('driver - a leading assignment reaches the program, and the pid is still the program\'s own', async (t) => {
+  const script = 'console.log("greeting=" + process.env.GREETING + " pid=" + process.pid); setInterval(() => {}, 1 << 30)';
+  const { handle, req } = await startLine(t, `GREETING=hello '${process.execPath}' -e '${script}'`);
+  const line = await waitFor('greeting', () => /greeting=(\S*) pid=(\d+)/.exec(readLog(req.logFile)) ?? undefined);
+  assert.equal(line[1], 'hello');
+  assert.equal(Number(line[2]), handle.pid);
+});
+
+test('driver - a line that says exec itself goes through the shell and keeps the program\'s pid', async (t) => {
+  const { handle } = await startLine(t, 'exec sleep 30');
+  await waitFor('exec of sleep', () => readCmdline(handle.pid)[0] === 'sleep');
+  assert.equal(readProcStat(handle.pid)?.pgrp, handle.pid);
 });

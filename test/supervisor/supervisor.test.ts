@@ -65,6 +65,16 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
 }
 
+/** A port nothing listens on (it was free a moment ago): a tcp check on it never passes. */
+function closedPort(): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 const processCheck = (over: Partial<CellSpec> = {}) =>
   fake.cell(over.name ?? 'svc', { health: { kind: 'process', intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 5000 }, ...over });
 
@@ -135,12 +145,7 @@ test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', asy
 test('supervisor - a launching instance that never gets ready is killed when its grace runs out, with nothing else going on', async () => {
   using h = new Harness();
   // A tcp check on a port nothing listens on: the instance runs but never becomes ready.
-  const closed = await new Promise<number>((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
+  const closed = await closedPort();
   h.supervisor.setDesired(
     fake.desired(fake.cell('stuck', { health: { kind: 'tcp', port: closed, intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 3000 } })),
   );
@@ -426,4 +431,46 @@ test('supervisor - a dependency down pauses dependents with SIGSTOP and resumes 
   assert.equal(h.state('api')!.state, 'ready');
   assert.ok(h.driver.signalsTo(api.pid!).includes('SIGCONT'));
   assert.equal(h.state('api')!.pid, api.pid);
+});
+
+test('supervisor - an instance killed for its health gets its stop signal, then SIGTERM after timeout, then SIGKILL after kill_after', async () => {
+  using h = new Harness();
+  const closed = await closedPort();
+  // Its stop signal is one it ignores (SIGWINCH), and it ignores SIGTERM: only SIGKILL ends it.
+  h.driver.script('hung', { ignoreSigterm: true });
+  h.supervisor.setDesired(
+    fake.desired(
+      fake.cell('hung', {
+        health: { kind: 'tcp', port: closed, intervalMs: 1000, timeoutMs: 500, retries: 3, graceMs: 1000 },
+        stop: { signal: 'SIGWINCH', timeoutMs: 3000, killAfterMs: 2000 },
+      }),
+    ),
+  );
+  await h.advance(100, 10);
+  const first = h.state('hung')!;
+  await h.advance(1000, 50);
+  const killedAt = h.driver.signals.find((s) => s.pid === first.pid && s.signal === 'SIGWINCH')?.at;
+  assert.ok(killedAt !== undefined, `the stop signal first: ${JSON.stringify(h.driver.signals)}`);
+  assert.ok(!h.driver.signalsTo(first.pid!).includes('SIGKILL'), 'no SIGKILL before timeout + kill_after');
+  await h.advance(3100, 50);
+  const term = h.driver.signals.find((s) => s.pid === first.pid && s.signal === 'SIGTERM');
+  assert.ok(term && Math.abs(term.at - (killedAt + 3000)) <= 60, `SIGTERM after the stop timeout: ${JSON.stringify(h.driver.signals)}`);
+  assert.equal(h.state('hung')!.pid, first.pid, 'it still runs: it ignores SIGTERM');
+  await h.advance(2000, 50);
+  const kill = h.driver.signals.find((s) => s.pid === first.pid && s.signal === 'SIGKILL');
+  assert.ok(kill && Math.abs(kill.at - (term.at + 2000)) <= 60, `SIGKILL after kill_after: ${JSON.stringify(h.driver.signals)}`);
+  await h.advance(200, 10);
+  assert.notEqual(h.state('hung')!.pid, first.pid, 'gone, and started again (or backing off)');
+  assert.match(h.events.list(h.clock.now(), { cell: 'hung' }).map((e) => e.reason ?? '').join('\n'), /unhealthy: not healthy within grace 1000ms/);
+});
+
+test('supervisor - when an instance\'s process exits, what it left in its process group is killed before it starts again', async () => {
+  using h = new Harness();
+  h.driver.script('forker', { runForMs: 500, exitCode: 1, leavesOrphans: true });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'forker' })));
+  await h.advance(100, 10);
+  const first = h.state('forker')!;
+  await h.advance(500, 10);
+  assert.ok(h.driver.signalsTo(first.pid!).includes('SIGKILL'), `its group got SIGKILL: ${JSON.stringify(h.driver.signals)}`);
+  assert.equal(h.driver.get(first.pid!)!.isGroupAlive, false, 'no orphan of the first run is left');
 });
