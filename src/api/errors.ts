@@ -1,3 +1,26 @@
+/**
+ * A CELL_HOME whose daemon socket (`run/daemon.sock`) would be longer than a unix socket path may
+ * be (`limit` bytes, without the NUL): no daemon can run there, so nothing is started.
+ */
+export class CellHomeTooLongError extends Error {
+  override name = 'CellHomeTooLongError';
+  constructor(
+    readonly home: string,
+    readonly socket: string,
+    readonly bytes: number,
+    readonly limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `CELL_HOME ${home} is too long: its socket $CELL_HOME/run/daemon.sock would be ${bytes} bytes, over the ${limit}-byte limit of unix socket paths; use a shorter CELL_HOME`,
+      options,
+    );
+  }
+  toJSON() {
+    return { name: this.name, message: this.message, home: this.home, socket: this.socket, bytes: this.bytes, limit: this.limit };
+  }
+}
+
 /** The daemon is not running (no socket, or nothing listens on it). */
 export class DaemonNotRunningError extends Error {
   override name = 'DaemonNotRunningError';

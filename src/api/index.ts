@@ -1,5 +1,5 @@
 export * from './types.js';
 export { ApiClient } from './client.js';
-export { ApiError, DaemonNotRunningError } from './errors.js';
-export { DAEMON_ENV_TUNING, USER_CA_CERTS_VAR, USER_ENV_VAR, cellBaseEnv, daemonEnv, cellHomePaths, instanceLogFile, resolveCellHome, type CellHomePaths } from './paths.js';
+export { ApiError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
+export { DAEMON_ENV_TUNING, MAX_SOCKET_PATH_BYTES, USER_CA_CERTS_VAR, USER_ENV_VAR, cellBaseEnv, checkCellHome, daemonEnv, cellHomePaths, socketPathTooLong, instanceLogFile, resolveCellHome, type CellHomePaths } from './paths.js';
 export { packageVersion } from './version.js';

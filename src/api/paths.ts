@@ -1,5 +1,6 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CellHomeTooLongError } from './errors.js';
 
 /** The files of one `$CELL_HOME` (default `~/.cell`); one daemon per home. */
 export interface CellHomePaths {
@@ -36,6 +37,34 @@ export function cellHomePaths(home: string): CellHomePaths {
     repo: join(home, 'repo'),
     keys: join(home, 'keys'),
   };
+}
+
+/**
+ * The longest path a unix socket can have, in bytes: `sun_path` holds 108 on Linux (104 on macOS
+ * and the BSDs), the terminating NUL included. Node does not check it: a longer path is cut short,
+ * and a daemon would listen on a file named after its first bytes (`$CELL_HOME/ru`).
+ */
+export const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
+
+/**
+ * Why `path` cannot be a unix socket (it is longer than MAX_SOCKET_PATH_BYTES), as a message that
+ * names the path, its length and the limit; null when it can. For the daemon's socket, see
+ * checkCellHome; the daemon checks each instance's `$CELL_HOME/run/<cell>.<i>.sock` with this.
+ */
+export function socketPathTooLong(path: string): string | null {
+  const bytes = Buffer.byteLength(path);
+  if (bytes <= MAX_SOCKET_PATH_BYTES) return null;
+  return `socket ${path} would be ${bytes} bytes, over the ${MAX_SOCKET_PATH_BYTES}-byte limit of unix socket paths`;
+}
+
+/**
+ * Throws `CellHomeTooLongError` when `home` cannot have a daemon: its socket would be longer than
+ * unix sockets allow. Run before anything is started or created for the home.
+ */
+export function checkCellHome(home: string): void {
+  const socket = cellHomePaths(home).socket;
+  const bytes = Buffer.byteLength(socket);
+  if (bytes > MAX_SOCKET_PATH_BYTES) throw new CellHomeTooLongError(home, socket, bytes, MAX_SOCKET_PATH_BYTES);
 }
 
 /** Log file of one instance: `logs/<cell>.<index>.log`. */

@@ -65,6 +65,8 @@ export interface CellView {
   state: InstanceState | 'waiting';
   instances: number;
   ready: number;
+  /** Every instance completed its run (a one-shot job that exited cleanly): done, as good as ready. */
+  completed: boolean;
   pids: number[];
   version: string;
   latest_version: string;
@@ -101,6 +103,10 @@ export interface EndpointView {
 export interface EndpointsView {
   revision: number;
   endpoints: EndpointView[];
+  /** Every cell of the mesh, ready or not: the gateway answers 404 for others, 503 for these. */
+  cells?: string[];
+  /** A short digest of `cells`: the long poll answers at once when the set of cells changes. */
+  cells_digest?: string;
 }
 
 export interface ApplyResult {
@@ -119,6 +125,9 @@ export interface HealthView {
   instance: number;
   state: InstanceState;
   health: HealthStatus;
+  /** The check the manifest configures: `http /path`, `tcp`, `exec <command>`, `ping`, `process`. */
+  check: string;
+  /** The highest level the last probe reached (a failing http check that connected: `socket`). */
   level: string;
   detail: string | null;
   checked_at: string | null;

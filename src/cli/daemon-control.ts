@@ -1,17 +1,20 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, fstatSync, readSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ApiClient,
+  CellHomeTooLongError,
   DAEMON_EXIT_ALREADY_RUNNING,
   DaemonNotRunningError,
   cellHomePaths,
+  checkCellHome,
   daemonEnv,
   type DaemonGo,
   type ParsedManifest,
   type StatusView,
 } from '../api/index.js';
+import { CliError } from './output.js';
 
 export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -50,6 +53,13 @@ export interface PendingDaemon {
  * daemon exits. It is detached (its own session), with its output in logs/daemon.out.
  */
 export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
+  try {
+    checkCellHome(home);
+  } catch (err) {
+    // Before anything is started or created: a daemon there could not listen on its socket.
+    if (err instanceof CellHomeTooLongError) throw new CliError(err.message, 2);
+    throw err;
+  }
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(paths.socket, api)) return null;
@@ -58,6 +68,8 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
   const outExisted = existsSync(paths.daemonOut);
   const firstCreatedDir = mkdirSync(paths.logs, { recursive: true });
   const out = openSync(paths.daemonOut, 'a');
+  // Where this attempt's output starts: a failure is told from it, not from earlier attempts'.
+  const outStart = fstatSync(out).size;
   // The daemon's V8 tuning is set by its entry point (daemon/main.ts says why not here).
   const child = spawn(process.execPath, ['--v8-pool-size=1', daemonEntry(), '--home', home, '--manifest', manifest, '--await-go'], {
     detached: true,
@@ -73,7 +85,7 @@ export async function startDaemon(home: string, manifest: string): Promise<Pendi
     async go(gatewayPort, parsed) {
       child.stdin!.end(JSON.stringify({ gatewayPort, parsed } satisfies DaemonGo) + '\n');
       child.unref();
-      await waitUp(paths, api, () => exited);
+      await waitUp(paths, api, () => exited, outStart);
     },
     async abandon() {
       // No `go`: the daemon exits (daemon/main.ts), before touching CELL_HOME.
@@ -150,10 +162,26 @@ export async function takeOverDaemon(home: string, manifestHint: string): Promis
   if (!pending) return false;
   // Port 0: the gateway keeps the port its readopted (or restarted) process has.
   await pending.go(0);
+  await waitBooted(new ApiClient(cellHomePaths(home).socket));
   return true;
 }
 
-async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null): Promise<void> {
+/**
+ * Waits until the daemon's kernel has booted (its last kernel cell, the observer, is ready). Its
+ * API answers before the gateway is up, and a `cell down` that arrived while the daemon started
+ * a new gateway (the old one gone with the daemon, or killed as a stray) stopped the cells but
+ * left that daemon running. The daemon gives its gateway 15 s, so this ends within that.
+ */
+async function waitBooted(api: ApiClient): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const status = await api.get<StatusView>('/v1/status', { timeoutMs: 2000 });
+    if (status.cells.some((c) => c.kind === 'kernel' && c.name === 'observer' && c.state === 'ready')) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null, outStart: number): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (await isUp(paths.socket, api)) return;
@@ -163,6 +191,45 @@ async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, e
     await new Promise((r) => setTimeout(r, 10));
   }
   const code = exitCode();
-  const tail = existsSync(paths.daemonOut) ? readFileSync(paths.daemonOut, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
-  throw new Error(`the cell daemon did not start${code !== null ? ` (exit code ${code})` : ' within 30s'}${tail ? `: ${tail}` : ''}; see ${paths.daemonLog}`);
+  const reason = tellingLine(readFrom(paths.daemonOut, outStart));
+  // What the daemon printed before it exited is in daemon.out; a daemon still booting logs to daemon.log.
+  const see = code !== null ? paths.daemonOut : `${paths.daemonOut} and ${paths.daemonLog}`;
+  throw new Error(`the cell daemon did not start${code !== null ? ` (exit code ${code})` : ' within 30s'}${reason ? `: ${reason}` : ''}; see ${see}`);
+}
+
+/** What `file` holds from byte `start` on (its last 64 KiB at most); '' when it cannot be read. */
+function readFrom(file: string, start: number): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const end = fstatSync(fd).size;
+    const from = Math.max(start, end - 65536);
+    if (end <= from) return '';
+    const bytes = Buffer.alloc(end - from);
+    const n = readSync(fd, bytes, 0, bytes.length, from);
+    return bytes.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The one line of a failed daemon's output that says why: its own report (`cell daemon: …`,
+ * written by daemon/main.ts, without that prefix), else the message line of an uncaught error
+ * (`Error: ENOENT: …`), else the last line that is not part of a stack trace or node's footer.
+ */
+export function tellingLine(output: string): string {
+  const lines = output.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lastly = [...lines].reverse();
+  const own = lastly.find((l) => l.startsWith('cell daemon: '));
+  if (own) return own.slice('cell daemon: '.length);
+  const thrown = lines.find((l) => /^(?:Uncaught )?(?:[A-Z]\w*)?(?:Error|Exception)(?: \[\w+\])?: /.test(l));
+  if (thrown) return thrown;
+  // Stack frames, node's footer and carets, the properties of an inspected error, warnings.
+  const noise = /^(?:at |Node\.js v|[{}[\]^~]+$|\w+: (?:'.*'|-?\d+|\w+|\[.*\]|\{.*\}),?$|\(node:\d+\) |\(Use `node --trace)/;
+  return lastly.find((l) => !noise.test(l)) ?? '';
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ApiClient, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
-import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult } from '../api/index.js';
+import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { CliError, endProgress, progress, reportError } from './output.js';
@@ -158,6 +158,12 @@ program
     // Scaled to 0 there is nothing to wait for; a scale-down's extra instances drain on their own.
     if (opts.wait && n > 0) await waitHealthy(client, [cell], timeoutMs);
     endProgress();
+    // A `cell up` or another scale meanwhile wins (the last change does); this one must not then
+    // claim its count.
+    const now = (await client.get<StatusView>('/v1/status')).cells.find((c) => c.name === cell);
+    if (now && now.instances !== n) {
+      throw new CliError(`the scale of ${cell} to ${n} was replaced by a later change: it now has ${now.instances} instance${now.instances === 1 ? '' : 's'}`);
+    }
     process.stdout.write(`${cell} scaled to ${n} instance${n === 1 ? '' : 's'}${opts.wait && n > 0 ? ', all healthy' : ''}\n`);
   });
 
@@ -197,8 +203,8 @@ program
   .action(async (cell: string | undefined, opts: { json?: boolean }) => {
     const list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
     if (opts.json) return printJson(list);
-    const rows = list.map((h) => [`${h.cell}.${h.instance}`, h.state, h.health, h.level, h.checked_at ? formatAge(h.checked_at) + ' ago' : '-', h.detail ?? '']);
-    process.stdout.write(renderTable(['INSTANCE', 'STATE', 'HEALTH', 'CHECK', 'CHECKED', 'DETAIL'], rows) + '\n');
+    const rows = list.map((h) => [`${h.cell}.${h.instance}`, h.state, h.health, h.check, h.level, h.checked_at ? formatAge(h.checked_at) + ' ago' : '-', h.detail ?? '']);
+    process.stdout.write(renderTable(['INSTANCE', 'STATE', 'HEALTH', 'CHECK', 'REACHED', 'CHECKED', 'DETAIL'], rows) + '\n');
     if (list.some((h) => h.health === 'failing' || h.state === 'failed')) process.exitCode = 1;
   });
 
@@ -214,15 +220,18 @@ program
 
 program
   .command('logs <cell>')
-  .description("print a cell's logs (every instance, prefixed when more than one)")
-  .option('-n, --lines <n>', 'lines from the end of each instance log', '50')
+  .description("print a cell's logs (every instance, prefixed when more than one; <cell>.<i> for one instance)")
+  .option('-n, --lines <n>', 'lines from the end of each instance log (rotated files included)', '50')
   .option('--follow', 'keep printing new lines')
   .option('--json', 'print JSON: [{cell, instance, line}]; with --follow one such object a line (NDJSON)')
-  .action(async (cell: string, opts: { lines: string; follow?: boolean; json?: boolean }) => {
+  .action(async (target: string, opts: { lines: string; follow?: boolean; json?: boolean }) => {
     const n = parsePositiveInt('-n')(opts.lines);
+    // `chat.1` is instance 1 of chat: a cell name has no dots (CELL_NAME_PATTERN in manifest/schema.ts).
+    const instanceOf = /^(.+)\.(\d+)$/.exec(target);
+    const cell = instanceOf ? instanceOf[1] : target;
     const abort = new AbortController();
     process.on('SIGINT', () => abort.abort());
-    const path = `/v1/logs?cell=${encodeURIComponent(cell)}&n=${n}${opts.follow ? '&follow=1' : ''}${opts.json ? '&format=json' : ''}`;
+    const path = `/v1/logs?cell=${encodeURIComponent(cell)}${instanceOf ? `&instance=${Number(instanceOf[2])}` : ''}&n=${n}${opts.follow ? '&follow=1' : ''}${opts.json ? '&format=json' : ''}`;
     // The daemon sends NDJSON for --json: passed through as it comes when following, else one array.
     if (!opts.json || opts.follow) return api().stream(path, (text) => process.stdout.write(text), abort.signal);
     let text = '';

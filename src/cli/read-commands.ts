@@ -20,7 +20,7 @@ export async function runStatus(api: ApiClient, opts: { verbose?: boolean; json?
   const rows = status.cells.map((c: CellView) => [
     c.name,
     c.kind,
-    `${STATE_MARK[c.state] ?? ' '} ${c.state}`,
+    c.completed ? '✓ completed' : `${STATE_MARK[c.state] ?? ' '} ${c.state}`,
     `${c.ready}/${c.instances}`,
     c.pids.length ? c.pids.join(',') : '-',
     c.version.slice(0, 12) || '-',

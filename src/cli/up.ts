@@ -72,7 +72,7 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
     const status = await client.get<StatusView>('/v1/status?wait_settled=500');
     const app = status.cells.filter((c) => wanted.has(c.name));
-    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances));
+    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances) && !c.completed);
     if (notReady.length === 0) return;
     const failed = notReady.filter((c) => c.state === 'failed');
     const describe = (c: CellView) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`;

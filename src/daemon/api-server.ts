@@ -1,17 +1,19 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, unlinkSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { readLastLines, followFile } from '../supervisor/index.js';
 import { GRAPH_FORMATS, type GraphFormat } from '../graph/index.js';
 import type { Daemon } from './daemon.js';
-import { BadRequestError } from './errors.js';
+import { BadRequestError, UnknownInstanceError } from './errors.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Record<string, unknown>) => Promise<unknown> | unknown;
 
 const MAX_BODY = 1024 * 1024;
 
+
 function statusOf(err: unknown): number {
   const name = err instanceof Error ? err.name : '';
-  if (name === 'UnknownCellError') return 404;
+  if (name === 'UnknownCellError' || name === 'UnknownInstanceError') return 404;
   if (['ManifestError', 'BadRequestError', 'KernelCellError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
   return 500;
 }
@@ -69,6 +71,48 @@ function stringField(body: Record<string, unknown>, field: string, required = fa
   return value;
 }
 
+/** `true`, `false`, or absent (undefined or null); anything else (`"yes"`, `1`) is a bad request, never read as false. */
+function booleanField(body: Record<string, unknown>, field: string): boolean | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') throw new BadRequestError(`field "${field}" must be true or false, got ${typeof value} ${shortJson(value)}`, field);
+  return value;
+}
+
+/** A finite number from `min` up, or absent; a string of digits is not a number. */
+function numberField(body: Record<string, unknown>, field: string, opts: { min: number; isInteger?: boolean }): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  const kind = opts.isInteger ? 'an integer' : 'a number';
+  if (typeof value !== 'number' || !Number.isFinite(value) || (opts.isInteger && !Number.isInteger(value)) || value < opts.min) {
+    throw new BadRequestError(`field "${field}" must be ${kind} >= ${opts.min}, got ${typeof value} ${shortJson(value)}`, field);
+  }
+  return value;
+}
+
+/** A query flag: absent, `1`/`true` or `0`/`false`; `?follow=yes` is a bad request, not a silent no. */
+function queryFlag(url: URL, name: string): boolean {
+  const value = url.searchParams.get(name);
+  if (value === null || value === '0' || value === 'false') return false;
+  if (value === '1' || value === 'true') return true;
+  throw new BadRequestError(`${name} must be 1 or 0, got ${shortJson(value)}`, name);
+}
+
+/** An integer query parameter from `min` up; `fallback` when absent. */
+function queryInteger(url: URL, name: string, min: number, fallback: number): number {
+  const text = url.searchParams.get(name);
+  if (text === null) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isInteger(value) || value < min) throw new BadRequestError(`${name} must be an integer >= ${min}, got ${shortJson(text)}`, name);
+  return value;
+}
+
+/** A value as JSON for a message, cut short: a request body may be up to 1 MiB. */
+function shortJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}...` : text;
+}
+
 /**
  * The daemon API: HTTP/JSON on a unix socket (mode 0600) in `$CELL_HOME/run/`. Every route
  * answers JSON; errors are `{ error: { name, message, ...fields } }` with a 4xx/5xx status, and a
@@ -77,6 +121,8 @@ function stringField(body: Record<string, unknown>, field: string, required = fa
 export class ApiServer {
   private server: Server | null = null;
   private readonly routes = new Map<string, Handler>();
+  /** Endpoint long polls that also wait for the set of cells to change (see waitEndpointsOrCells). */
+  private readonly cellsWaiters = new Set<(cellsDigest: string) => void>();
   /** Called once `cell down` has answered: the process exits then. */
   onShutdown: () => void = () => {};
 
@@ -90,9 +136,9 @@ export class ApiServer {
         if (!Number.isInteger(waitMs) || waitMs < 0) throw new BadRequestError(`wait_settled must be a number of milliseconds, got ${JSON.stringify(waitSettled)}`, 'wait_settled');
         await d.waitSettled(Math.min(waitMs, 60_000));
       }
-      return d.status(url.searchParams.get('verbose') === '1');
+      return d.status(queryFlag(url, 'verbose'));
     });
-    this.routes.set('GET /v1/ps', (_q, _r, url) => d.ps(url.searchParams.get('usage') === '1'));
+    this.routes.set('GET /v1/ps', (_q, _r, url) => d.ps(queryFlag(url, 'usage')));
     this.routes.set('GET /v1/health', (_q, _r, url) => d.health(url.searchParams.get('cell') ?? undefined));
     this.routes.set('GET /v1/events', (_q, _r, url) => {
       const since = url.searchParams.get('since');
@@ -106,13 +152,20 @@ export class ApiServer {
       return { format, graph: d.renderGraph(format) };
     });
     this.routes.set('GET /v1/endpoints', async (_q, _r, url) => {
-      const after = Number(url.searchParams.get('after') ?? '-1');
-      const waitMs = Math.min(Number(url.searchParams.get('wait') ?? '0'), 60_000);
+      const after = queryInteger(url, 'after', -1, -1);
+      const waitMs = Math.min(queryInteger(url, 'wait', 0, 0), 60_000);
+      // cells=DIGEST: the cells the caller knows (the gateway, to tell an unknown cell from one
+      // with no ready instance); a different set answers at once, like a new endpoint revision.
+      const knownCells = url.searchParams.get('cells');
       d.endpointsFollowed();
-      if (waitMs > 0) await d.waitEndpoints(after, waitMs);
-      return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()) };
+      if (waitMs > 0 && (knownCells === null || knownCells === this.cellsView().cells_digest)) await this.waitEndpointsOrCells(after, waitMs, knownCells);
+      return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView() };
     });
-    this.routes.set('POST /v1/apply', (_q, _r, _u, body) => d.apply(stringField(body, 'file', true)));
+    this.routes.set('POST /v1/apply', async (_q, _r, _u, body) => {
+      const result = await d.apply(stringField(body, 'file', true));
+      this.cellsMayHaveChanged();
+      return result;
+    });
     this.routes.set('POST /v1/scale', (_q, _r, _u, body) => {
       const instances = body.instances;
       if (typeof instances !== 'number') throw new BadRequestError('field "instances" must be a number', 'instances');
@@ -120,8 +173,9 @@ export class ApiServer {
     });
     this.routes.set('POST /v1/restart', (_q, _r, _u, body) => d.restart(stringField(body, 'cell')));
     this.routes.set('POST /v1/prune', async (_q, _r, _u, body) => {
-      const dryRun = body.dry_run === true;
+      const dryRun = booleanField(body, 'dry_run') ?? false;
       const victims = await d.prune(dryRun);
+      if (!dryRun) this.cellsMayHaveChanged();
       return { dry_run: dryRun, instances: victims.map((v) => ({ cell: v.cell, instance: v.index, pid: v.pid })) };
     });
     this.routes.set('POST /v1/down', async () => {
@@ -139,29 +193,78 @@ export class ApiServer {
       return { accepted: d.supervisor.announceReady(cell, instance, pid, stringField(body, 'socket', true)) };
     });
     this.routes.set('POST /v1/discover', (_q, _r, _u, body) => {
-      const timeoutMs = typeof body.timeout_ms === 'number' ? Math.min(Math.max(body.timeout_ms, 0), 120_000) : 30_000;
-      return d.discover(stringField(body, 'cell', true), { spawn: body.spawn !== false, timeoutMs });
+      const timeoutMs = Math.min(numberField(body, 'timeout_ms', { min: 0 }) ?? 30_000, 120_000);
+      const spawn = booleanField(body, 'spawn') ?? true;
+      return d.discover(stringField(body, 'cell', true), { spawn, timeoutMs });
     });
     this.routes.set('GET /v1/nucleus', () => d.nucleus());
     this.routes.set('GET /v1/logs', (req, res, url) => this.logs(req, res, url));
   }
 
+  /**
+   * The mesh's cells as the gateway sees them: those of the desired state (kernel cells too) and
+   * those with instances left from an earlier manifest; and a digest of that set.
+   */
+  private cellsView(): { cells: string[]; cells_digest: string } {
+    const names = new Set(this.daemon.supervisor.desiredCells.keys());
+    for (const r of this.daemon.supervisor.instances()) names.add(r.cell);
+    const cells = [...names].sort();
+    return { cells, cells_digest: createHash('sha256').update(cells.join('\n')).digest('base64url').slice(0, 16) };
+  }
+
+  /**
+   * The endpoints long poll, also woken when the set of cells changes from `knownCells`. The
+   * daemon bumps the endpoint revision only for endpoints; apply and prune, which change the
+   * cells, go through this server, so it wakes the polls itself.
+   */
+  private waitEndpointsOrCells(after: number, waitMs: number, knownCells: string | null): Promise<void> {
+    if (knownCells === null) return this.daemon.waitEndpoints(after, waitMs);
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.cellsWaiters.delete(onCellsChange);
+        resolve();
+      };
+      const onCellsChange = (digest: string) => {
+        if (digest !== knownCells) wake();
+      };
+      this.cellsWaiters.add(onCellsChange);
+      void this.daemon.waitEndpoints(after, waitMs).then(wake, wake);
+    });
+  }
+
+  private cellsMayHaveChanged(): void {
+    if (this.cellsWaiters.size === 0) return;
+    const digest = this.cellsView().cells_digest;
+    for (const waiter of [...this.cellsWaiters]) waiter(digest);
+  }
+
   private async logs(req: IncomingMessage, res: ServerResponse, url: URL): Promise<undefined> {
     const cell = url.searchParams.get('cell');
     if (!cell) throw new BadRequestError('missing query parameter "cell"', 'cell');
-    const n = Number(url.searchParams.get('n') ?? '50');
-    if (!Number.isInteger(n) || n < 0) throw new BadRequestError(`-n must be a non-negative integer, got "${url.searchParams.get('n')}"`, 'n');
-    const files = this.daemon.instanceLogFiles(cell);
+    const nText = url.searchParams.get('n') ?? '50';
+    const n = Number(nText);
+    if (nText.trim() === '' || !Number.isInteger(n) || n < 0) throw new BadRequestError(`-n must be a non-negative integer, got ${shortJson(nText)}`, 'n');
+    // instance=I: that instance's log only (`cell logs <cell>.<i>`).
+    const instance = url.searchParams.has('instance') ? queryInteger(url, 'instance', 0, 0) : undefined;
+    const format = url.searchParams.get('format') ?? 'text';
+    if (format !== 'text' && format !== 'json') throw new BadRequestError(`unknown logs format ${shortJson(format)} (use text, json)`, 'format');
+    const follow = queryFlag(url, 'follow');
+    let files = this.daemon.instanceLogFiles(cell);
+    if (instance !== undefined) {
+      const known = files.map((f) => f.instance);
+      files = files.filter((f) => f.instance === instance);
+      if (files.length === 0) throw new UnknownInstanceError(cell, instance, known);
+    }
     // format=json: one {cell, instance, line} object a line (NDJSON), in the order of the text.
-    const json = url.searchParams.get('format') === 'json';
+    const json = format === 'json';
     const prefix = (i: number) => (files.length > 1 ? `[${cell}.${i}] ` : '');
     const emit = (instance: number, line: string) => res.write(json ? `${JSON.stringify({ cell, instance, line })}\n` : `${prefix(instance)}${line}\n`);
     res.writeHead(200, { 'content-type': json ? 'application/x-ndjson' : 'text/plain; charset=utf-8' });
+    // Rotated copies (`.1`, `.2`, ...) fill in what the current file lacks.
     for (const { instance, file } of files) {
-      if (!existsSync(file)) continue;
       for (const line of readLastLines(file, n)) emit(instance, line);
     }
-    if (url.searchParams.get('follow') !== '1') {
+    if (!follow) {
       res.end();
       return undefined;
     }

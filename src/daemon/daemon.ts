@@ -1,8 +1,8 @@
 import { mkdirSync, chmodSync, readFileSync, existsSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import type { Clock } from '../clock/index.js';
-import type { CellSpec, MeshSpec } from '../manifest/index.js';
+import type { CellSpec, HealthSpec, MeshSpec } from '../manifest/index.js';
 import type { ManifestParser } from './parse-manifest.js';
 import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
@@ -12,7 +12,7 @@ import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
-import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion } from '../api/index.js';
+import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion, socketPathTooLong } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
@@ -67,6 +67,28 @@ function loadOrCreateSecret(file: string): string {
   const secret = randomSecret();
   writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' });
   return secret;
+}
+
+/** `fn` over `items`, at most `limit` at once; results in the order of `items`. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  return results;
+}
+
+/** A health check as `cell health` names it (`-` for an instance no longer in the manifest). */
+function describeCheck(spec: HealthSpec | undefined): string {
+  if (!spec) return '-';
+  if (spec.kind === 'http') return `http ${spec.path}`;
+  if (spec.kind === 'exec') return `exec ${spec.command}`;
+  return spec.kind;
 }
 
 /**
@@ -203,7 +225,10 @@ export class Daemon {
     // The kernel runs whenever the daemon does: a gateway an earlier `cell down` stopped (held,
     // so that the reconciler would not restart it then) starts again now.
     this.supervisor.release(['gateway']);
-    await this.waitFor(() => this.supervisor.readyCount('gateway') > 0, 15_000);
+    // A `cell down` may come while the gateway boots (the API serves already): it stops the
+    // gateway too, so stop waiting then, and start no timer on a store that is closing.
+    await this.waitFor(() => this.shuttingDown || this.supervisor.readyCount('gateway') > 0, 15_000);
+    if (this.shuttingDown) return;
     this.kernelReady('gateway');
 
     // 6. observer: periodic work (expiry sweeps, log rotation, version loop, last_health).
@@ -217,6 +242,9 @@ export class Daemon {
     this.every(15_000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
     this.scheduleVersionLoop();
     this.kernelReady('observer');
+    // Written now, not at the next change: a file left corrupt or missing while the daemon was
+    // away is what `cell down` reads if this daemon dies too.
+    this.controlPlane.schedule(() => this.controlPlaneSnapshot());
     this.supervisor.setStartGate(() => true);
   }
 
@@ -278,11 +306,15 @@ export class Daemon {
    */
   async apply(file: string): Promise<ApplyResult> {
     const mesh = await this.manifests.parse(file);
+    for (const spec of mesh.cells) this.checkSocketPaths(spec.name, spec.instances);
     const graph = new DependencyGraph(mesh.cells);
     const now = this.now();
     const next = new Map<string, DesiredCell>();
-    for (const spec of mesh.cells) {
-      const version = await this.buildIfChanged(spec);
+    // Builds run side by side (a slow build holds the others back no longer than itself), a few
+    // at a time; the first to fail fails the apply, which then changes nothing.
+    const versions = await mapLimit(mesh.cells, availableParallelism(), (spec) => this.buildIfChanged(spec));
+    for (const [i, spec] of mesh.cells.entries()) {
+      const version = versions[i]!;
       const previous = this.supervisor.desiredCells.get(spec.name);
       next.set(spec.name, spec.lazy ? { spec, version, activated: previous?.activated === true } : { spec, version });
     }
@@ -317,6 +349,16 @@ export class Daemon {
       updated,
       gateway: this.gatewayUrl(),
     };
+  }
+
+  /**
+   * Each instance gets a unix socket under `run/` (CELL_SOCKET): a path past the kernel's limit
+   * would be cut short, silently, so such a cell is refused before anything changes.
+   */
+  private checkSocketPaths(cell: string, instances: number): void {
+    if (instances === 0) return;
+    const tooLong = socketPathTooLong(join(this.paths.run, `${cell}.${instances - 1}.sock`));
+    if (tooLong) throw new BadRequestError(`cell ${cell}: its instance ${tooLong}; use a shorter CELL_HOME or cell name`, 'cells');
   }
 
   /**
@@ -385,6 +427,7 @@ export class Daemon {
       throw new BadRequestError(`instances must be an integer from 0 to 1000, got ${JSON.stringify(instances)}`, 'instances');
     }
     const cell = this.requireCell(name, 'it cannot be scaled');
+    this.checkSocketPaths(name, instances);
     this.replaceAppCell({ ...cell, spec: { ...cell.spec, instances } });
     return { cell: name, instances };
   }
@@ -783,6 +826,7 @@ export class Daemon {
         state: k.state,
         instances: 1,
         ready: k.state === 'ready' ? 1 : 0,
+        completed: false,
         pids: [process.pid],
         version: this.version,
         latest_version: this.version,
@@ -842,12 +886,14 @@ export class Daemon {
       reason = waitingOn.length ? `waiting for ${waitingOn.join(', ')}` : 'starting';
     }
     const running = live.filter((r) => r.version);
+    const completed = wanted > 0 && live.filter((r) => r.index < wanted && r.state === 'stopped' && r.completed).length >= wanted;
     return {
       name,
       kind,
       state,
       instances: wanted,
       ready,
+      completed,
       pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
       version: running[0]?.version ?? version,
       latest_version: latest,
@@ -861,7 +907,7 @@ export class Daemon {
 
   isCellHealthy(name: string): boolean {
     const d = this.supervisor.desiredCells.get(name);
-    return d !== undefined && this.supervisor.readyCount(name) >= d.spec.instances;
+    return d !== undefined && d.spec.instances > 0 && this.supervisor.servingCount(name) >= d.spec.instances;
   }
 
   health(cell?: string): HealthView[] {
@@ -869,18 +915,20 @@ export class Daemon {
     if (cell && isKernelCell(cell) && cell !== 'gateway') {
       // Inside the daemon: it has no probe of its own, it is as alive as the daemon answering this.
       const k = this.kernel.get(cell)!;
-      return [{ cell, instance: 0, state: k.state, health: k.state === 'ready' ? 'passing' : 'unknown', level: 'process', detail: `inside the daemon (pid ${process.pid})`, checked_at: null }];
+      return [{ cell, instance: 0, state: k.state, health: k.state === 'ready' ? 'passing' : 'unknown', check: 'process', level: 'process', detail: `inside the daemon (pid ${process.pid})`, checked_at: null }];
     }
     return this.supervisor
       .instances()
       .filter((r) => (cell ? r.cell === cell : true))
       .map((r) => {
         const last = this.supervisor.lastProbe(r.cell, r.index);
+        const spec = this.supervisor.desiredCells.get(r.cell)?.spec.health;
         return {
           cell: r.cell,
           instance: r.index,
           state: r.state,
           health: r.health,
+          check: describeCheck(spec),
           level: last?.result.level ?? 'process',
           detail: last?.result.detail ?? r.healthDetail,
           checked_at: last ? new Date(last.at).toISOString() : null,

@@ -59,3 +59,20 @@ export class BadRequestError extends Error {
     return { name: this.name, message: this.message, field: this.field };
   }
 }
+
+/** `cell logs <cell>.<i>` for an instance the cell does not have. */
+export class UnknownInstanceError extends Error {
+  override name = 'UnknownInstanceError';
+  readonly field = 'instance';
+  constructor(
+    readonly cell: string,
+    readonly instance: number,
+    readonly known: number[],
+    options?: ErrorOptions,
+  ) {
+    super(`cell "${cell}" has no instance ${instance} (instances: ${known.length ? known.map((i) => `${cell}.${i}`).join(', ') : 'none'})`, options);
+  }
+  toJSON() {
+    return { name: this.name, message: this.message, field: this.field, cell: this.cell, instance: this.instance, known: this.known };
+  }
+}

@@ -67,6 +67,8 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
       else manifests.begin(o.manifestHint);
     }
     await daemon.boot();
+    // Set before the API serves: a `cell down` may arrive while the gateway still boots.
+    api.onShutdown = () => void finish(0);
     await api.listen(paths.socket);
     await daemon.bootEdge();
   } catch (err) {
@@ -75,7 +77,6 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
     throw err;
   }
   daemon.log.info({ home: o.home, socket: paths.socket }, 'daemon ready');
-  api.onShutdown = () => void finish(0);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) return;

@@ -1,4 +1,5 @@
 import { openSync, writeSync, closeSync, readFileSync, unlinkSync } from 'node:fs';
+import { checkCellHome } from '../api/index.js';
 import { isDeadState, readProcStat } from '../supervisor/index.js';
 import { DaemonAlreadyRunningError } from './errors.js';
 
@@ -10,9 +11,12 @@ function startTicksOf(pid: number): number | undefined {
 /**
  * One daemon per CELL_HOME: an exclusive lock file holding our pid and its start time. A lock
  * whose process is gone (or whose pid was reused by another program) is stale and taken over.
- * Returns the release function.
+ * Returns the release function. Throws `CellHomeTooLongError` first when `home`'s socket path
+ * would be too long: no daemon can serve there (a foreground `cell up` gets here without the
+ * CLI's own check).
  */
 export function acquireDaemonLock(lockFile: string, home: string): () => void {
+  checkCellHome(home);
   const mine = { pid: process.pid, startTicks: startTicksOf(process.pid) };
   for (let attempt = 0; attempt < 5; attempt++) {
     try {

@@ -31,7 +31,7 @@ import 'node:url';
 import 'node:util';
 import 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
-import { DAEMON_EXIT_ALREADY_RUNNING, resolveCellHome, type DaemonGo } from '../api/index.js';
+import { DAEMON_EXIT_ALREADY_RUNNING, checkCellHome, resolveCellHome, type DaemonGo } from '../api/index.js';
 import { ManifestParser } from './parse-manifest.js';
 
 // The daemon makes little garbage and spends its time in syscalls, SQLite and short callbacks:
@@ -86,6 +86,14 @@ function arg(name: string): string | undefined {
 }
 
 const home = resolveCellHome(arg('--home'));
+// A home whose socket path is too long: refused before anything is created in it (`cell up`
+// checks this before it starts a daemon; this is for a daemon started some other way).
+try {
+  checkCellHome(home);
+} catch (err) {
+  process.stderr.write(`cell daemon: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 const gatewayPort = Number(arg('--gateway-port') ?? '0');
 const manifestHint = arg('--manifest');
 
@@ -106,7 +114,23 @@ const go = awaitGo ? await goAhead() : { gatewayPort };
 if (!go) process.exit(0);
 runDaemon({ home, gatewayPort: go.gatewayPort, manifestHint, parsed: go.parsed, manifests })
   .then(({ stopped }) => stopped.then(() => process.exit(0)))
-  .catch((err) => {
-    process.stderr.write(`cell daemon: ${err instanceof Error ? err.message : String(err)}\n`);
+  .catch(async (err) => {
+    process.stderr.write(`cell daemon: ${await describeFailure(err)}\n`);
     process.exit(err instanceof DaemonAlreadyRunningError ? DAEMON_EXIT_ALREADY_RUNNING : 1);
   });
+
+/** The one line `cell up` shows for a daemon that could not start: what went wrong, and what to do. */
+async function describeFailure(err: unknown): Promise<string> {
+  const { StoreOpenError } = await import('../store/index.js');
+  if (err instanceof StoreOpenError) {
+    const file = err.path;
+    if (!err.isCorrupt) return `cannot open the state store ${file}: ${err.reason}`;
+    // A daemon with a new, empty store finds the processes the old one left running by their
+    // CELL_HOME (strays) and kills them at boot (test/e2e/homes.test.ts checks it).
+    return (
+      `cannot open the state store ${file}: ${err.reason} (corrupt?); move it aside (mv ${file} ${file}.bad) and run the command again: ` +
+      'a new store starts empty, and the cells still running are found and killed (cell up then starts them afresh)'
+    );
+  }
+  return err instanceof Error ? err.message : String(err);
+}

@@ -12,15 +12,23 @@ export interface RouteEndpoint {
  * The gateway (the seed's Axon / Edge): `GET /{cell}/rest` is proxied to `/rest` on one ready
  * instance of `cell`, round-robin, with an `X-Mycelium-Edge` header on the answer. Its routing
  * table is replaced as a whole whenever the registry changes, so a request never sees half an update.
+ * A cell the mesh does not have is a 404; a cell it has, with no ready instance, a 503.
  */
 export class Gateway {
   private routes = new Map<string, RouteEndpoint[]>();
+  /** The mesh's cells; null until the daemon has said (every cell counts as known then). */
+  private cells: ReadonlySet<string> | null = null;
   private counters = new Map<string, number>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private server: Server | null = null;
   private readonly edgeId = `${hostname()}/${process.pid}`;
 
-  setEndpoints(endpoints: RouteEndpoint[]): void {
+  /**
+   * Replaces the routing table. `cells`: every cell of the mesh, ready or not, so that a request
+   * for another name is told the cell does not exist rather than that it is not ready; omitted,
+   * the cells known before are kept (null: unknown, as from a daemon that does not send them).
+   */
+  setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null): void {
     const next = new Map<string, RouteEndpoint[]>();
     for (const e of endpoints) {
       const list = next.get(e.cell) ?? [];
@@ -28,6 +36,11 @@ export class Gateway {
       next.set(e.cell, list);
     }
     this.routes = next;
+    if (cells !== undefined) this.cells = cells === null ? null : new Set(cells);
+  }
+
+  private isUnknownCell(cell: string): boolean {
+    return this.cells !== null && !this.cells.has(cell) && !this.routes.has(cell);
   }
 
   private pick(cell: string, skip: Set<string>): RouteEndpoint | undefined {
@@ -53,7 +66,9 @@ export class Gateway {
   private forward(req: IncomingMessage, res: ServerResponse, cell: string, path: string, tried: Set<string>): void {
     const target = this.pick(cell, tried);
     if (!target) {
-      this.fail(res, tried.size ? 502 : 503, tried.size ? `no instance of ${cell} answered` : `no ready instance of cell ${cell}`);
+      if (tried.size > 0) this.fail(res, 502, `no instance of ${cell} answered`);
+      else if (this.isUnknownCell(cell)) this.fail(res, 404, `no cell named ${JSON.stringify(cell)}`);
+      else this.fail(res, 503, `no ready instance of cell ${cell}`);
       return;
     }
     const upstream = request(

@@ -12,16 +12,22 @@ const api = new ApiClient(cellHomePaths(home).socket);
 const gateway = new Gateway();
 let stopping = false;
 
+
 async function follow(): Promise<void> {
   let revision = -1;
+  // The digest of the cells last heard of: the daemon answers at once when its cells differ.
+  let cellsDigest: string | undefined;
   while (!stopping) {
     try {
-      const view = await api.get<EndpointsView>(`/v1/endpoints?after=${revision}&wait=25000`, { timeoutMs: 30_000 });
+      const known = cellsDigest === undefined ? '' : `&cells=${encodeURIComponent(cellsDigest)}`;
+      const view = await api.get<EndpointsView>(`/v1/endpoints?after=${revision}&wait=25000${known}`, { timeoutMs: 30_000 });
       revision = view.revision;
-      gateway.setEndpoints(view.endpoints);
+      cellsDigest = view.cells_digest;
+      gateway.setEndpoints(view.endpoints, view.cells ?? null);
     } catch {
       // Daemon restarting or away: keep the last routes and try again shortly.
       revision = -1;
+      cellsDigest = undefined;
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -5,6 +5,7 @@
  *
  * The parsers throw a `RangeError` whose message is the reason shown to the user.
  */
+import { quoteSnippet } from './errors.js';
 
 /** Longest duration a Node timer can wait (2^31 - 1 ms, about 24.8 days); longer ones would fire at once. */
 export const MAX_DURATION_MS = 2_147_483_647;
@@ -19,7 +20,7 @@ const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 
 const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)$/i;
 
 function show(value: string | number): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return typeof value === 'string' ? quoteSnippet(value) : String(value);
 }
 
 /** Milliseconds from `500`, `"500ms"`, `"1.5s"`, `"2m"`, `"1h30m"`. Rounds to the nearest ms. */

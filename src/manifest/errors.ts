@@ -26,6 +26,24 @@ interface SerializedCause {
   code?: string;
 }
 
+/** Longest piece of the manifest (a value, a key, a whole file read as one string) quoted in a message. */
+export const MAX_QUOTED = 80;
+
+/** `text` cut to `max` characters with "..." when longer (never between the halves of a surrogate pair). */
+export function cutSnippet(text: string, max = MAX_QUOTED): string {
+  if (text.length <= max) return text;
+  const end = /[\uDC00-\uDFFF]/.test(text[max]) ? max - 1 : max;
+  return `${text.slice(0, end)}...`;
+}
+
+/**
+ * `text` as a JSON string for a message, cut to `MAX_QUOTED` characters: a whole file that parses
+ * as one scalar (`cell -f /etc/passwd up`) must not become the message.
+ */
+export function quoteSnippet(text: string, max = MAX_QUOTED): string {
+  return JSON.stringify(cutSnippet(text, max));
+}
+
 /** Keeps the message on one line whatever a value or a library message contained. */
 function oneLine(text: string): string {
   return text.replace(/\r?\n|\r/g, ' ').replace(/\s+$/, '');

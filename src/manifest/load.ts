@@ -12,7 +12,7 @@ import path from 'node:path';
 import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { DependencyCycleError, DependencyGraph, UnknownDependencyError, compareNames } from '../graph/index.js';
-import { ManifestError } from './errors.js';
+import { ManifestError, cutSnippet, quoteSnippet } from './errors.js';
 import { CHECK_KINDS, DEFAULTS, exclusiveChecksReason, knownKeysAt, manifestObject, reasonFor, type RawCell } from './schema.js';
 import { suggestKey } from './suggest.js';
 import type { CellSpec, HealthSpec, MeshSpec } from './types.js';
@@ -118,7 +118,7 @@ export function parseWithPositions(source: string, file: string): MeshSpec {
   }
   if (raw === null || raw === undefined) fail({ path: [], reason: 'the manifest is empty (it needs a "cells" map)' });
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    fail({ path: [], reason: `the manifest must be a map with a "cells" key, got ${Array.isArray(raw) ? 'a list' : JSON.stringify(raw)}` });
+    fail({ path: [], reason: `the manifest must be a map with a "cells" key, got ${Array.isArray(raw) ? 'a list' : typeof raw === 'string' ? quoteSnippet(raw) : JSON.stringify(raw)}` });
   }
 
   const parsed = manifestObject.safeParse(raw, { error: reasonFor });
@@ -144,7 +144,7 @@ export function parseWithPositions(source: string, file: string): MeshSpec {
     const listed = names.length > MAX_LISTED_CELLS ? `${names.slice(0, MAX_LISTED_CELLS).join(', ')}, ...` : names.join(', ');
     problems.push({
       path: ['cells', err.cell, 'depends_on', index],
-      reason: `unknown cell "${err.dependency}" (cells: ${listed})`,
+      reason: `unknown cell ${quoteSnippet(err.dependency)} (cells: ${listed})`,
       cause: err,
     });
   }
@@ -194,7 +194,7 @@ function describeYamlError(doc: Document, err: YAMLError, lineCounter: LineCount
     // locatePath finds the first of equal keys, which is the definition this one repeats.
     const firstAt = locatePath(doc, keyPath);
     const first = firstAt.depth === keyPath.length ? ` (first defined on line ${lineCounter.linePos(firstAt.offset).line})` : '';
-    return { key: keyPath.length > 0 ? formatKeyPath(keyPath) : undefined, reason: `duplicate key${name === undefined ? '' : ` "${String(name)}"`}${first}` };
+    return { key: keyPath.length > 0 ? formatKeyPath(keyPath) : undefined, reason: `duplicate key${name === undefined ? '' : ` ${quoteSnippet(String(name))}`}${first}` };
   }
   if (err.code === 'MULTIPLE_DOCS') return { reason: 'invalid YAML: the manifest must be a single document (remove the extra "---")' };
   // The yaml library appends "at line L, column C" and a source excerpt; we show our own position.
@@ -222,7 +222,7 @@ function issuesToProblems(doc: Document, issues: z.core.$ZodIssue[]): Problem[] 
         const suggestion = suggestKey(key, known);
         problems.push({
           path: [...issuePath, key],
-          reason: `unknown key "${key}"${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`,
+          reason: `unknown key ${quoteSnippet(key)}${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`,
         });
       }
     } else {
@@ -254,10 +254,10 @@ function checkDirectories(cells: Record<string, RawCell>, dir: string): Problem[
     const at: KeyPath = ['cells', name, 'cwd'];
     try {
       const stat = statSync(resolved, { throwIfNoEntry: false });
-      if (!stat) problems.push({ path: at, reason: `directory ${JSON.stringify(cell.cwd)} does not exist (resolved to ${resolved})` });
-      else if (!stat.isDirectory()) problems.push({ path: at, reason: `${JSON.stringify(cell.cwd)} is not a directory (resolved to ${resolved})` });
+      if (!stat) problems.push({ path: at, reason: `directory ${quoteSnippet(cell.cwd)} does not exist (resolved to ${cutSnippet(resolved, 200)})` });
+      else if (!stat.isDirectory()) problems.push({ path: at, reason: `${quoteSnippet(cell.cwd)} is not a directory (resolved to ${cutSnippet(resolved, 200)})` });
     } catch (err) {
-      problems.push({ path: at, reason: `cannot use directory ${JSON.stringify(cell.cwd)}: ${(err as Error).message}`, cause: err });
+      problems.push({ path: at, reason: `cannot use directory ${quoteSnippet(cell.cwd)}: ${cutSnippet((err as Error).message, 200)}`, cause: err });
     }
   }
   return problems;
@@ -270,7 +270,7 @@ function checkDependencies(cells: Record<string, RawCell>): Problem[] {
     cell.depends_on.forEach((dep, i) => {
       const at: KeyPath = ['cells', name, 'depends_on', i];
       if (dep === name) problems.push({ path: at, reason: `a cell cannot depend on itself ("${name}")` });
-      else if (cell.depends_on.indexOf(dep) < i) problems.push({ path: at, reason: `"${dep}" is listed twice` });
+      else if (cell.depends_on.indexOf(dep) < i) problems.push({ path: at, reason: `${quoteSnippet(dep)} is listed twice` });
     });
   }
   return problems;

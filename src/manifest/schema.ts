@@ -10,6 +10,7 @@
 // zod's locales (~360 KB) in the bundle that `cell up` and the daemon's parser load.
 import * as z from 'zod';
 import { formatDuration, parseDuration, parseSize } from './duration.js';
+import { quoteSnippet } from './errors.js';
 
 export const CELL_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 /** Names of the kernel cells; a user cell may not take them. */
@@ -35,7 +36,7 @@ export function describeValue(value: unknown): string {
   if (value === undefined || value === null) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (typeof value === 'string') return quoteSnippet(value);
   return String(value);
 }
 
@@ -74,7 +75,7 @@ export const reasonFor: z.core.$ZodErrorMap = (iss) => {
       return iss.issues[0]?.message ?? 'invalid value';
     case 'unrecognized_keys':
       // Expanded into one error per key by load.ts, which knows the positions.
-      return `unknown key "${String(iss.keys[0])}"`;
+      return `unknown key ${quoteSnippet(String(iss.keys[0]))}`;
     default:
       return 'invalid value';
   }
@@ -156,7 +157,7 @@ const cellName = z.string().superRefine((name, ctx) => {
       message: `invalid cell name ${describeValue(name)} (use lowercase letters, digits and -, starting with a letter, at most 63 characters)`,
     });
   } else if (RESERVED_CELL_NAMES.includes(name)) {
-    ctx.addIssue({ code: 'custom', message: `cell name "${name}" is reserved for a kernel cell (reserved: ${RESERVED_CELL_NAMES.join(', ')})` });
+    ctx.addIssue({ code: 'custom', message: `cell name ${quoteSnippet(name)} is reserved for a kernel cell (reserved: ${RESERVED_CELL_NAMES.join(', ')})` });
   }
 });
 

@@ -4,6 +4,7 @@
  * and at the item itself in a list.
  */
 import { isAlias, isMap, isScalar, isSeq, type Document, type Node } from 'yaml';
+import { MAX_QUOTED, quoteSnippet } from './errors.js';
 
 export type KeyPath = readonly (string | number)[];
 
@@ -97,13 +98,14 @@ export function pathAtOffset(doc: Document, offset: number): (string | number)[]
   }
 }
 
-/** `cells.api.depends_on[0]`; odd keys are quoted (`env["A.B"]`). */
+/** `cells.api.depends_on[0]`; odd keys are quoted (`env["A.B"]`), and long ones cut (`["aaaa..."]`). */
 export function formatKeyPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const segment of path) {
+    const text = String(segment);
     if (typeof segment === 'number') out += `[${segment}]`;
-    else if (/^[^\s.[\]"'\\]+$/.test(String(segment))) out += out === '' ? String(segment) : `.${String(segment)}`;
-    else out += `[${JSON.stringify(String(segment))}]`;
+    else if (/^[^\s.[\]"'\\]+$/.test(text) && text.length <= MAX_QUOTED) out += out === '' ? text : `.${text}`;
+    else out += `[${quoteSnippet(text)}]`;
   }
   return out;
 }

@@ -15,10 +15,24 @@ export function readyCount(cell: string, desired: Desired, observed: Map<string,
   return ready;
 }
 
-/** A cell is healthy when every instance the manifest asks for is ready. */
+/**
+ * Instances of `cell` (among the ones the manifest asks for) that serve its dependents: ready
+ * ones, and completed ones (a one-shot job that exited cleanly is done, not down).
+ */
+export function servingCount(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): number {
+  const want = desired.cells.get(cell)?.spec.instances ?? 0;
+  let serving = 0;
+  for (let i = 0; i < want; i++) {
+    const rec = observed.get(instanceKey(cell, i));
+    if (rec?.state === 'ready' || (rec?.state === 'stopped' && rec.completed === true)) serving++;
+  }
+  return serving;
+}
+
+/** A cell is healthy when every instance the manifest asks for is ready (or has completed its run). */
 export function isCellHealthy(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
   const want = desired.cells.get(cell)?.spec.instances ?? 0;
-  return want > 0 && readyCount(cell, desired, observed) >= want;
+  return want > 0 && servingCount(cell, desired, observed) >= want;
 }
 
 /**
@@ -46,7 +60,7 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     if (cell.spec.lazy && !cell.activated) continue;
     const deps = cell.spec.dependsOn;
     const depsHealthy = deps.every((d) => isCellHealthy(d, desired, observed));
-    const downDep = deps.find((d) => readyCount(d, desired, observed) === 0);
+    const downDep = deps.find((d) => servingCount(d, desired, observed) === 0);
 
     for (let i = 0; i < cell.spec.instances; i++) {
       const rec = observed.get(instanceKey(name, i));

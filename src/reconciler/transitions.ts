@@ -46,6 +46,7 @@ export function launched(
     restarts: p.isRestart ? rec.restarts + 1 : rec.runEnded ? 0 : rec.restarts,
     failures: rec.runEnded ? 0 : rec.failures,
     runEnded: false,
+    completed: false,
     startedAt: now,
     readyAt: null,
     retryAt: null,
@@ -95,7 +96,7 @@ export function draining(rec: InstanceRecord, reason: string, now: number): Inst
  * if the cell was scaled back up meanwhile.
  */
 export function stoppedOnRequest(rec: InstanceRecord, reason: string, now: number, hold = true): InstanceRecord {
-  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold, retryAt: null });
+  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold, retryAt: null, completed: false });
 }
 
 /** Puts an instance back under the reconciler (cell up / cell restart): a failed one starts afresh. */
@@ -127,7 +128,7 @@ export function exitedUnexpectedly(rec: InstanceRecord, exit: ExitEvent, spec: C
   const failedRun = rec.killedForHealth || exit.code !== 0 || exit.signal !== null;
   const cleared = { pid: null, startTicks: null, health: 'unknown' as const, killedForHealth: false };
   if (!failedRun && spec.restart.policy !== 'always') {
-    return moveTo(rec, 'stopped', now, { ...cleared, hold: true, reason: `${why} (restart policy ${spec.restart.policy})` });
+    return moveTo(rec, 'stopped', now, { ...cleared, hold: true, completed: true, reason: `completed: ${why} (restart policy ${spec.restart.policy})` });
   }
   // A failed run that may not be restarted is a failure to show and to stop waiting for (as
   // systemd's failed unit with Restart=no), not a quiet stop: `cell up` names it at once.

@@ -56,6 +56,12 @@ export interface InstanceRecord {
    * run (restart and failure counters from zero), not a restart.
    */
   runEnded?: boolean;
+  /**
+   * Its run completed: a clean exit under restart policy `on-failure` or `never` (a one-shot job
+   * such as a migration). It serves its dependents as a ready instance does, and `cell up` leaves
+   * it done until its version changes; a stop on request (`cell restart`, `cell down`) clears it.
+   */
+  completed?: boolean;
   /** The unix socket handed to the instance as CELL_SOCKET (where an SDK cell listens). */
   socket?: string | null;
   /** The instance announced itself through the SDK (ready signal): it speaks the cell protocol. */

@@ -31,7 +31,14 @@ export interface StoreOpenErrorJSON {
   name: 'StoreOpenError';
   message: string;
   path: string;
+  reason?: string;
+  isCorrupt?: boolean;
   cause?: SerializedCause;
+}
+
+/** SQLite's codes for a file that is not a database, or one whose pages are damaged. */
+function isCorruptCode(code: unknown): boolean {
+  return typeof code === 'string' && (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'));
 }
 
 /** The database file could not be opened: missing directory, not a database, corrupt, newer schema. */
@@ -39,19 +46,30 @@ export class StoreOpenError extends Error {
   override readonly name = 'StoreOpenError';
   /** The database file that was being opened. */
   readonly path: string;
+  /** Why, without the path: e.g. `file is not a database`. */
+  readonly reason: string;
+  /**
+   * The file is not a database or its pages are damaged (SQLite's NOTADB or CORRUPT, or a failed
+   * integrity check): only moving it aside helps. False for a missing directory, a permission,
+   * a newer schema: the file itself may be sound.
+   */
+  readonly isCorrupt: boolean;
 
-  constructor(path: string, message: string, options?: ErrorOptions) {
-    super(`cannot open store ${path}: ${message}`, options);
+  constructor(path: string, reason: string, options?: ErrorOptions & { isCorrupt?: boolean }) {
+    super(`cannot open store ${path}: ${reason}`, options);
     this.path = path;
+    this.reason = reason;
+    const code = (options?.cause as NodeJS.ErrnoException | undefined)?.code;
+    this.isCorrupt = options?.isCorrupt ?? isCorruptCode(code);
   }
 
   toJSON(): StoreOpenErrorJSON {
     const cause = serializeCause(this.cause);
-    return { name: this.name, message: this.message, path: this.path, ...(cause ? { cause } : {}) };
+    return { name: this.name, message: this.message, path: this.path, reason: this.reason, isCorrupt: this.isCorrupt, ...(cause ? { cause } : {}) };
   }
 
   static fromJSON(json: StoreOpenErrorJSON): StoreOpenError {
-    const error = new StoreOpenError(json.path, '', reviveCause(json.cause));
+    const error = new StoreOpenError(json.path, json.reason ?? '', { ...reviveCause(json.cause), isCorrupt: json.isCorrupt === true });
     error.message = json.message;
     return error;
   }

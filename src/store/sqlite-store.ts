@@ -235,7 +235,7 @@ export class SqliteStore implements Store {
       if (!isMemory && options.verifyOnOpen !== false) {
         const problems = (db.pragma('quick_check') as { quick_check: string }[]).map((r) => r.quick_check);
         if (problems.length !== 1 || problems[0] !== 'ok') {
-          throw new Error(`database is damaged: ${problems.slice(0, 3).join('; ')}`);
+          throw new StoreOpenError(path, `database is damaged: ${problems.slice(0, 3).join('; ')}`, { isCorrupt: true });
         }
       }
       this.db = db;

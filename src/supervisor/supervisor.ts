@@ -16,6 +16,7 @@ import {
   probeFailed,
   probePassed,
   readyCount,
+  servingCount,
   reconcile,
   released,
   resumed,
@@ -141,6 +142,11 @@ export class Supervisor {
     return readyCount(cell, this.desired, this.records);
   }
 
+  /** Ready instances of `cell` and ones whose one-shot run completed: what its dependents need. */
+  servingCount(cell: string): number {
+    return servingCount(cell, this.desired, this.records);
+  }
+
   /** Whether any instance of an application cell is in a crash loop (`failed`). */
   hasFailedInstance(isApp: (cell: string) => boolean): boolean {
     for (const rec of this.records.values()) if (rec.state === 'failed' && isApp(rec.cell)) return true;
@@ -178,6 +184,8 @@ export class Supervisor {
     const wanted = new Set(cells);
     let count = 0;
     for (const rec of this.records.values()) {
+      // A completed one-shot run stays done while its version is the desired one.
+      if (rec.completed && rec.version === this.desired.cells.get(rec.cell)?.version) continue;
       if (wanted.has(rec.cell) && rec.hold) {
         this.update(released(rec, this.o.clock.now()), 'released');
         count++;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { DB_API_MESH, MeshHarness, processesOfHome, type CliResult } from './harness.js';
+import { DB_API_MESH, MeshHarness, httpGet, processesOfHome, waitUntil, type CliResult } from './harness.js';
 
 // A small healthy mesh that every bad input below must leave alone.
 const MESH = DB_API_MESH;
@@ -87,6 +87,7 @@ function assertOneLineError(r: CliResult, file: string, m: Pick<BadManifest, 'li
   assert.equal(lines.length, 1, `${what}: exactly one stderr line, got ${JSON.stringify(r.stderr)}`);
   const line = lines[0];
   assert.ok(line.startsWith(`cell: ${file}`), `${what}: starts with "cell: <file>": ${line}`);
+  assert.ok(line.length < file.length + 300, `${what}: a line of reasonable length, got ${line.length} characters: ${line}`);
   if (m.line !== undefined) assert.match(line, new RegExp(`^cell: ${escape(file)}:${m.line}:\\d+: `), `${what}: line ${m.line}: ${line}`);
   if (m.key !== undefined) assert.ok(line.includes(`: ${m.key}: `), `${what}: names key ${m.key}: ${line}`);
   assert.ok(line.includes(m.says), `${what}: says ${JSON.stringify(m.says)}: ${line}`);
@@ -307,6 +308,15 @@ describe('e2e bad input', { concurrency: true }, () => {
     }
     const missing = join(mesh.dir, 'gone.yaml');
     assertOneLineError(await mesh.cell(['-f', missing, 'up'], { timeoutMs: 15_000 }), missing, { says: 'file not found' }, 'no daemon: missing file');
+    // Not a manifest at all (`cell -f /etc/passwd up`): YAML reads it as one long string, which
+    // the message quotes cut to 80 characters, not whole.
+    const passwd = mesh.writeManifest(
+      Array.from({ length: 30 }, (_, i) => `user${i}:x:${1000 + i}:${1000 + i}:User ${i}:/home/user${i}:/bin/bash`).join('\n') + '\n',
+      'passwd',
+    );
+    const notManifest = await mesh.cell(['-f', passwd, 'up'], { timeoutMs: 15_000 });
+    assertOneLineError(notManifest, passwd, { line: 1, says: 'the manifest must be a map with a "cells" key, got "user0:x:1000:1000:User 0:' }, 'no daemon: a passwd file');
+    assert.match(notManifest.stderr, /, got "[^"]{80}\.\.\."\n$/, 'the quoted file is cut to 80 characters and an ellipsis');
     // --foreground validates before it would run the daemon in-process, too.
     assertOneLineError(await mesh.cell(['up', '--foreground'], { timeoutMs: 15_000 }), cellYaml, { line: 2, says: 'a -> b -> c -> a' }, 'no daemon: --foreground');
     // A bad flag is refused before the daemon would be started early (cli/quick.ts).
@@ -322,6 +332,64 @@ describe('e2e bad input', { concurrency: true }, () => {
     assert.notEqual(status.code, 0, 'status fails without a daemon');
     assert.equal(status.stdout, '');
     assert.match(status.stderr, /^cell: the cell daemon is not running \(no answer on .*daemon\.sock\); start it with `cell up`\n$/);
+  });
+
+  test('e2e bad input - a prune whose dry_run is not true or false is refused and stops nothing', async () => {
+    await using mesh = new MeshHarness(`${MESH}  extra:\n    run: node fixtures/service.mjs\n`);
+    await mesh.ok(['up', '--timeout', '30s']);
+    // extra leaves the manifest: its instance runs on until a prune.
+    await mesh.ok(['-f', mesh.writeManifest(MESH, 'less.yaml'), 'up', '--timeout', '30s']);
+    const extra = () => mesh.ps().then((list) => list.filter((p) => p.cell === 'extra' && p.state === 'ready'));
+    const [running] = await extra();
+    assert.ok(running?.pid, 'extra still runs after it left the manifest');
+
+    for (const body of ['{"dry_run":"yes"}', '{"dry_run":"true"}', '{"dry_run":0}', '{"dry_run":{}}']) {
+      const error = assertApiError(await daemonRequest(mesh.home, 'POST', '/v1/prune', body), 400, 'BadRequestError', 'field "dry_run" must be true or false', `prune ${body}`);
+      assert.equal(error.field, 'dry_run');
+      assert.deepEqual((await extra()).map((p) => p.pid), [running.pid], `prune ${body} stopped nothing`);
+    }
+    const dry = await daemonRequest(mesh.home, 'POST', '/v1/prune', '{"dry_run":true}');
+    assert.equal(dry.status, 200, dry.body);
+    assert.deepEqual(JSON.parse(dry.body), { dry_run: true, instances: [{ cell: 'extra', instance: 0, pid: running.pid }] });
+    assert.deepEqual((await extra()).map((p) => p.pid), [running.pid], 'a dry run stops nothing');
+    const real = await daemonRequest(mesh.home, 'POST', '/v1/prune', '{}');
+    assert.equal(real.status, 200, real.body);
+    assert.equal(JSON.parse(real.body).dry_run, false, 'absent is false');
+    assert.deepEqual(await extra(), [], 'a real prune stops it');
+  });
+
+  test('e2e bad input - the gateway answers 404 for a cell the mesh does not have, 503 for one with no ready instance', async () => {
+    const stuck = (name: string) => `  ${name}:\n    run: node fixtures/slow-ready.mjs\n    env: { READY_AFTER_MS: "600000" }\n    health: { http: { path: / }, interval: 200ms, grace: 10m }\n`;
+    await using mesh = new MeshHarness(`${MESH}${stuck('stuck')}`);
+    await mesh.ok(['up', '--no-wait']);
+    const port = await waitUntil('the gateway', async () => {
+      const gateway = (await mesh.json<{ daemon: { gateway: string | null } }>(['status'])).daemon.gateway;
+      return gateway ? Number(new URL(gateway).port) : undefined;
+    });
+    await waitUntil('api through the gateway', async () => (await httpGet(port, '/api/')).status === 200);
+    const gatewayError = async (path: string, status: number, message: string) => {
+      const r = await httpGet(port, path);
+      assert.equal(r.status, status, `GET ${path}: ${r.body}`);
+      assert.deepEqual(JSON.parse(r.body), { error: { name: 'GatewayError', message } }, `GET ${path}`);
+    };
+
+    await gatewayError('/nope/', 404, 'no cell named "nope"');
+    await gatewayError('/nope/deeper?x=1', 404, 'no cell named "nope"');
+    await gatewayError('/stuck/', 503, 'no ready instance of cell stuck');
+
+    // A cell applied later is known at once (the gateway's long poll wakes on a new set of cells,
+    // not only on new endpoints, which a cell that is not ready has none of).
+    await mesh.ok(['-f', mesh.writeManifest(`${MESH}${stuck('stuck')}${stuck('late')}`, 'more.yaml'), 'up', '--no-wait']);
+    await waitUntil('the gateway knows late', async () => (await httpGet(port, '/late/')).status === 503, 5000);
+    await gatewayError('/late/', 503, 'no ready instance of cell late');
+    await gatewayError('/nope/', 404, 'no cell named "nope"');
+
+    // Out of the manifest, late still runs (still a cell of the mesh) until a prune stops it.
+    await mesh.ok(['-f', mesh.writeManifest(`${MESH}${stuck('stuck')}`, 'less.yaml'), 'up', '--no-wait']);
+    await gatewayError('/late/', 503, 'no ready instance of cell late');
+    await mesh.ok(['prune']);
+    await waitUntil('the gateway forgets late', async () => (await httpGet(port, '/late/')).status === 404, 5000);
+    await gatewayError('/late/', 404, 'no cell named "late"');
   });
 
   test('e2e bad input - bad requests to the daemon API are 4xx JSON errors naming the field, and the daemon and cells stay up', async (t) => {
@@ -366,6 +434,34 @@ describe('e2e bad input', { concurrency: true }, () => {
     assertApiError(await daemonRequest(home, 'GET', '/v1/graph?format=png'), 400, 'BadRequestError', 'unknown graph format "png"', 'graph format');
     assertApiError(await daemonRequest(home, 'GET', '/v1/status?wait_settled=soon'), 400, 'BadRequestError', 'wait_settled must be a number of milliseconds, got "soon"', 'status wait');
     assertApiError(await daemonRequest(home, 'GET', '/v1/logs?cell=api&n=-3'), 400, 'BadRequestError', '-n must be a non-negative integer', 'logs -n');
+
+    // Flags and numbers are what they say or refused: "yes" is not read as false, "2" not as 2.
+    const get = (path: string) => daemonRequest(home, 'GET', path);
+    const fieldOf = (reply: Reply, status: number, says: string, field: string, what: string) => {
+      const error = assertApiError(reply, status, 'BadRequestError', says, what);
+      assert.equal(error.field, field, `${what}: names the field`);
+    };
+    fieldOf(await post('/v1/prune', '{"dry_run":"yes"}'), 400, 'field "dry_run" must be true or false, got string "yes"', 'dry_run', 'prune dry_run "yes"');
+    fieldOf(await post('/v1/prune', '{"dry_run":1}'), 400, 'field "dry_run" must be true or false, got number 1', 'dry_run', 'prune dry_run 1');
+    fieldOf(await post('/v1/prune', '{"dry_run":"false"}'), 400, 'field "dry_run" must be true or false', 'dry_run', 'prune dry_run "false"');
+    fieldOf(await post('/v1/discover', '{"cell":"api","spawn":"no"}'), 400, 'field "spawn" must be true or false, got string "no"', 'spawn', 'discover spawn "no"');
+    fieldOf(await post('/v1/discover', '{"cell":"api","timeout_ms":"5000"}'), 400, 'field "timeout_ms" must be a number >= 0, got string "5000"', 'timeout_ms', 'discover timeout_ms "5000"');
+    fieldOf(await post('/v1/discover', '{"cell":"api","timeout_ms":-1}'), 400, 'field "timeout_ms" must be a number >= 0, got number -1', 'timeout_ms', 'discover timeout_ms -1');
+    fieldOf(await get('/v1/endpoints?after=soon'), 400, 'after must be an integer >= -1, got "soon"', 'after', 'endpoints after');
+    fieldOf(await get('/v1/endpoints?wait=1.5'), 400, 'wait must be an integer >= 0, got "1.5"', 'wait', 'endpoints wait');
+    fieldOf(await get('/v1/status?verbose=yes'), 400, 'verbose must be 1 or 0, got "yes"', 'verbose', 'status verbose');
+    fieldOf(await get('/v1/ps?usage=on'), 400, 'usage must be 1 or 0, got "on"', 'usage', 'ps usage');
+    fieldOf(await get('/v1/logs?cell=api&follow=yes'), 400, 'follow must be 1 or 0, got "yes"', 'follow', 'logs follow');
+    fieldOf(await get('/v1/logs?cell=api&format=xml'), 400, 'unknown logs format "xml" (use text, json)', 'format', 'logs format');
+    fieldOf(await get('/v1/logs?cell=api&instance=one'), 400, 'instance must be an integer >= 0, got "one"', 'instance', 'logs instance "one"');
+    fieldOf(await get('/v1/logs?cell=api&instance=-1'), 400, 'instance must be an integer >= 0, got "-1"', 'instance', 'logs instance -1');
+    const noInstance = assertApiError(await get('/v1/logs?cell=api&instance=5'), 404, 'UnknownInstanceError', 'cell "api" has no instance 5 (instances: api.0, api.1)', 'logs instance 5');
+    assert.deepEqual([noInstance.field, noInstance.cell, noInstance.known], ['instance', 'api', [0, 1]]);
+    // The good spellings still work.
+    assert.equal((await post('/v1/prune', '{"dry_run":true}')).status, 200, 'prune dry_run true');
+    assert.equal((await post('/v1/discover', '{"cell":"api","spawn":false,"timeout_ms":1000}')).status, 200, 'discover');
+    assert.equal((await get('/v1/status?verbose=1')).status, 200, 'status verbose=1');
+    assert.equal((await get('/v1/logs?cell=api&instance=1&n=1')).status, 200, 'logs instance=1');
     await assertUntouched(home, before.snap, 'bad JSON requests');
 
     // A body over 1 MiB is refused with an answer, not a dropped connection. (A subtest, so that

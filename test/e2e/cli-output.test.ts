@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CELL_BIN, MeshHarness, waitUntil } from './harness.js';
 
 // api ×2 logs one line at start; ticker logs steadily and uses some CPU.
@@ -79,6 +81,66 @@ test('e2e cli output - logs --json: an array in the text order; with --follow on
     assert.equal(parsed.cell, 'ticker');
     assert.equal(parsed.instance, 0);
     assert.match(parsed.line, /^(tick \d+|ticker pid \d+)$/);
+  }
+});
+
+// Writes 2000 lines, waits for the daemon to rotate its log (copytruncate to .log.1), writes 1000 more.
+const BURST = `
+import { existsSync } from 'node:fs';
+const rotated = \`\${process.env.CELL_HOME}/logs/\${process.env.CELL_NAME}.\${process.env.CELL_INSTANCE}.log.1\`;
+for (let i = 0; i < 2000; i++) console.log(\`line \${i}\`);
+const wait = setInterval(() => {
+  if (!existsSync(rotated)) return;
+  clearInterval(wait);
+  for (let i = 2000; i < 3000; i++) console.log(\`line \${i}\`);
+}, 50);
+setInterval(() => {}, 1 << 30);
+`;
+
+test('e2e cli output - logs -n takes the lines before a rotation from the rotated files', async () => {
+  await using mesh = new MeshHarness(
+    `
+logs: { max_size: 1KB, keep: 3 }
+cells:
+  burst:
+    run: node burst.mjs
+`,
+    { 'burst.mjs': BURST },
+  );
+  await mesh.ok(['up']);
+  // The daemon rotates every 10 s.
+  await waitUntil('a rotation and the lines after it', async () => existsSync(join(mesh.home, 'logs/burst.0.log.1')) && (await mesh.ok(['logs', 'burst', '-n', '1'])) === 'line 2999\n', 30_000, 200);
+
+  const all = Array.from({ length: 3000 }, (_, i) => `line ${i}`);
+  assert.deepEqual((await mesh.ok(['logs', 'burst', '-n', '3000'])).split('\n').slice(0, -1), all, '-n 3000: the current file and .1, oldest first');
+  assert.deepEqual((await mesh.ok(['logs', 'burst', '-n', '2500'])).split('\n').slice(0, -1), all.slice(-2500), '-n 2500');
+  assert.deepEqual((await mesh.ok(['logs', 'burst', '-n', '5000'])).split('\n').slice(0, -1), all, 'more than there is: everything');
+  const json = await mesh.json<LogLine[]>(['logs', 'burst', '-n', '3000']);
+  assert.deepEqual(json.map((l) => l.line), all, '--json too');
+});
+
+test('e2e cli output - logs <cell>.<i> prints one instance; an unknown instance names the ones there are', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+  await waitUntil('both api instances logged', async () => (await mesh.ok(['logs', 'api'])).split('\n').filter(Boolean).length === 2);
+
+  assert.match(await mesh.ok(['logs', 'api.1']), /^api\.1 listening on \d+\n$/, 'no [api.1] prefix: one instance');
+  assert.match(await mesh.ok(['logs', 'api.0', '-n', '5']), /^api\.0 listening on \d+\n$/);
+  const json = await mesh.json<LogLine[]>(['logs', 'api.1']);
+  assert.deepEqual(json.map((l) => [l.cell, l.instance]), [['api', 1]]);
+  assert.match(await mesh.ok(['logs', 'ticker.0', '-n', '2']), /^(ticker pid \d+|tick \d+)\ntick \d+\n$/);
+
+  for (const [args, stderr] of [
+    [['logs', 'api.2'], 'cell: cell "api" has no instance 2 (instances: api.0, api.1)\n'],
+    [['logs', 'api.7', '--json'], 'cell: cell "api" has no instance 7 (instances: api.0, api.1)\n'],
+    [['logs', 'ticker.1', '--follow'], 'cell: cell "ticker" has no instance 1 (instances: ticker.0)\n'],
+    [['logs', 'nope.1'], 'cell: unknown cell "nope" (cells: api, ticker)\n'],
+    [['logs', 'api.x'], 'cell: unknown cell "api.x" (cells: api, ticker)\n'],
+  ] as const) {
+    const r = await mesh.cell([...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stdout, '', args.join(' '));
+    assert.equal(r.stderr, stderr, args.join(' '));
   }
 });
 

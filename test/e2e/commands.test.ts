@@ -439,3 +439,58 @@ cells:
   await mesh.ok(['restart', 'app']);
   assert.equal((await mesh.ps()).find((p) => p.cell === 'app')!.restarts, 1, 'cell restart is counted');
 });
+
+test('e2e commands - a scale that a later up replaces does not claim its count', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  slow:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "3000" }
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const scale = mesh.cell(['scale', 'slow', '3']);
+  // The new instances take 3 s to get ready; the manifest (1 instance) is applied meanwhile.
+  await waitUntil('the scale is applied', async () => (await mesh.ps()).filter((p) => p.cell === 'slow').length === 3 || undefined, 10_000, 20);
+  await mesh.ok(['up', '--no-wait']);
+  const r = await scale;
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stderr.trim(), /^cell: the scale of slow to 3 was replaced by a later change: it now has 1 instance$/m);
+});
+
+test('e2e commands - a one-shot job that completes serves its dependents, up waits for it, and a later up leaves it done', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  migrate:
+    run: sh -c 'echo migrating >> runs.log; sleep 0.3'
+    restart: { policy: on-failure }
+  app:
+    run: node fixtures/service.mjs
+    depends_on: [migrate]
+    health: { tcp: {}, interval: 200ms }
+`);
+  const up = await mesh.ok(['up', '--timeout', '30s']);
+  assert.match(up, /mesh up: 2 cells healthy/);
+  const ps = await mesh.ps();
+  assert.equal(ps.find((p) => p.cell === 'app')!.state, 'ready', 'the app started after the job completed, not paused');
+  assert.equal(ps.find((p) => p.cell === 'migrate')!.state, 'stopped');
+  assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
+  await mesh.ok(['up']);
+  assert.equal(readFileSync(join(mesh.dir, 'runs.log'), 'utf8'), 'migrating\n', 'done once: up does not run it again');
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'app')!.pid, ps.find((p) => p.cell === 'app')!.pid);
+  await mesh.ok(['restart', 'migrate']);
+  assert.equal(readFileSync(join(mesh.dir, 'runs.log'), 'utf8'), 'migrating\nmigrating\n', 'restart runs it again');
+});
+
+test('e2e commands - the builds of independent cells run side by side', async () => {
+  const cell = (name: string) => `
+  ${name}:
+    run: node fixtures/service.mjs
+    source: ["src.txt"]
+    build: sh -c 'echo "start ${name}" >> builds.log; sleep 1; echo "end ${name}" >> builds.log'
+    health: { tcp: {}, interval: 200ms }`;
+  await using mesh = new MeshHarness(`cells:${cell('one')}${cell('two')}\n`, { 'src.txt': 'v1' });
+  await mesh.ok(['up']);
+  const lines = readFileSync(join(mesh.dir, 'builds.log'), 'utf8').trim().split('\n');
+  assert.deepEqual(lines.slice(0, 2).map((l) => l.split(' ')[0]), ['start', 'start'], `both began before either ended: ${lines.join(', ')}`);
+});

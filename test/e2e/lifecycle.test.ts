@@ -152,6 +152,11 @@ cells:
   const health = await mesh.json<{ cell: string; health: string }[]>(['health', 'api']);
   assert.equal(health.length, 2);
   assert.ok(health.every((h) => h.health === 'passing'));
+  // CHECK is the configured check, REACHED the level the last probe reached.
+  const healthText = await mesh.ok(['health']);
+  assert.match(healthText, /INSTANCE\s+STATE\s+HEALTH\s+CHECK\s+REACHED/);
+  assert.match(healthText, /api\.0\s+ready\s+passing\s+http \/\s+http/);
+  assert.match(healthText, /db\.0\s+ready\s+passing\s+tcp\s+socket/);
   const logs = await mesh.ok(['logs', 'api', '-n', '5']);
   assert.match(logs, /\[api\.0\] api\.0 listening/);
   assert.match(logs, /\[api\.1\] api\.1 listening/);

@@ -492,3 +492,30 @@ test('manifest errors - a reason with a newline is still a one-line message', ()
   const err = new ManifestError({ file: 'cell.yaml', line: 1, column: 1, key: 'cells', reason: 'two\nlines' });
   assert.equal(err.message, 'cell.yaml:1:1: cells: two lines');
 });
+
+test('manifest errors - a file that is one long scalar (cell -f /etc/passwd) is quoted cut to 80 characters', () => {
+  const passwd = Array.from({ length: 30 }, (_, i) => `user${i}:x:${1000 + i}:${1000 + i}:User ${i}:/home/user${i}:/bin/bash`).join('\n') + '\n';
+  const err = expectManifestError(passwd, { key: undefined, line: 1, column: 1, says: 'the manifest must be a map with a "cells" key, got "user0:x:1000' });
+  const quoted = err.reason.slice(err.reason.indexOf('got ') + 4);
+  assert.equal(quoted, JSON.stringify(`${passwd.replace(/\n/g, ' ').slice(0, 80)}...`));
+  assert.ok(err.message.length < 200, `message of ${err.message.length} characters: ${err.message}`);
+});
+
+test('manifest errors - every quoted piece of the source is cut to 80 characters with an ellipsis', () => {
+  const long = 'x'.repeat(500);
+  const cut = `${'x'.repeat(80)}...`;
+  const cases: [string, Expected][] = [
+    [`cells:\n  db:\n    run: node x\n    depends_on: [${long}]\n`, { key: 'cells.db.depends_on[0]', line: 4, says: `unknown cell "${cut}" (cells: db)` }],
+    [`cells:\n  db:\n    run: node x\n    health: { interval: ${long} }\n`, { key: 'cells.db.health.interval', line: 4, says: `invalid duration "${cut}" (use` }],
+    [`cells:\n  db:\n    run: node x\n    cwd: ./${'x'.repeat(200)}\n`, { key: 'cells.db.cwd', line: 4, says: `directory "./${'x'.repeat(78)}..." does not exist` }],
+    // Too long a name for the file system: its message names the whole path, cut too.
+    [`cells:\n  db:\n    run: node x\n    cwd: ./${long}\n`, { key: 'cells.db.cwd', line: 4, says: `cannot use directory "./${'x'.repeat(78)}...": ENAMETOOLONG` }],
+    [`cells:\n  db:\n    run: node x\n    ${long}: 1\n`, { key: `cells.db["${cut}"]`, line: 4, says: `unknown key "${cut}"` }],
+    [`cells:\n  db:\n    run: node x\n    env: { "a ${long}": 1 }\n`, { key: `cells.db.env["a ${'x'.repeat(78)}..."]`, line: 4, says: `invalid environment variable name "a ${'x'.repeat(78)}..."` }],
+    [`cells:\n  db:\n    run: node x\n    restart: { policy: ${long} }\n`, { key: 'cells.db.restart.policy', line: 4, says: `got "${cut}"` }],
+  ];
+  for (const [yaml, expected] of cases) {
+    const err = expectManifestError(yaml, expected);
+    assert.ok(err.message.length < 400, `message of ${err.message.length} characters: ${err.message}`);
+  }
+});

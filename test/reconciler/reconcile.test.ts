@@ -195,6 +195,32 @@ test('reconciler - restart policies never and on-failure hold the instance: stop
   assert.equal(w.state('job'), 'stopped');
 });
 
+test('reconciler - a one-shot job that completed serves its dependents; one that failed does not', () => {
+  const onFailure = { policy: 'on-failure' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
+  const w = new World(fake.desired(fake.cell('migrate', { restart: onFailure }), fake.cell('app', { dependsOn: ['migrate'] })));
+  w.healthy.add('migrate');
+  w.healthy.add('app');
+  w.settle();
+  assert.equal(w.state('app'), 'ready');
+  w.crash('migrate', 0, { code: 0, signal: null });
+  w.settle();
+  assert.equal(w.state('migrate'), 'stopped');
+  assert.equal(w.state('app'), 'ready', 'not paused: its dependency is done, not down');
+
+  const w2 = new World(fake.desired(fake.cell('migrate', { restart: { ...onFailure, policy: 'never' } }), fake.cell('app', { dependsOn: ['migrate'] })));
+  w2.healthy.add('migrate');
+  w2.settle();
+  w2.crash('migrate', 0, { code: 0, signal: null });
+  w2.settle();
+  assert.equal(w2.state('app'), 'launching', 'a completed dependency lets it start');
+  const w3 = new World(fake.desired(fake.cell('migrate', { restart: { ...onFailure, policy: 'never' } }), fake.cell('app', { dependsOn: ['migrate'] })));
+  w3.step();
+  w3.crash('migrate', 0, { code: 2, signal: null });
+  w3.settle();
+  assert.equal(w3.state('migrate'), 'failed');
+  assert.equal(w3.state('app'), undefined, 'a failed job does not');
+});
+
 test('reconciler - scale down stops the extra instances, then forgets them', () => {
   const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
   w.healthy.add('api');

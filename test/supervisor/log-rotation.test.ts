@@ -107,6 +107,46 @@ test('logs - readLastLines edge cases', (t) => {
   assert.equal(last[1], 'w'.repeat(64 * 1024 - 6));
 });
 
+test('logs - readLastLines takes the lines missing from the current file from .1, .2, ... (oldest first)', (t) => {
+  const file = join(tempDir(t), 'chat.0.log');
+  // 5000 lines written, rotated by copytruncate at 2000 and 4000 bytes' worth of lines.
+  const lines = Array.from({ length: 5000 }, (_, i) => `line ${i}`);
+  writeFileSync(file, lines.slice(0, 2000).join('\n') + '\n');
+  assert.equal(rotateIfLarger(file, 10, 3), true);
+  appendFileSync(file, lines.slice(2000, 4000).join('\n') + '\n');
+  assert.equal(rotateIfLarger(file, 10, 3), true);
+  appendFileSync(file, lines.slice(4000).join('\n') + '\n');
+
+  assert.deepEqual(readLastLines(file, 3000), lines.slice(-3000), 'from .1 and the current file');
+  assert.deepEqual(readLastLines(file, 4500), lines.slice(-4500), 'from .2, .1 and the current file');
+  assert.deepEqual(readLastLines(file, 9999), lines, 'everything there is');
+  assert.deepEqual(readLastLines(file, 1000), lines.slice(-1000), 'the current file alone when it has enough');
+
+  // Just after a rotation the current file is empty: every line comes from the copies.
+  assert.equal(rotateIfLarger(file, 10, 3), true);
+  assert.deepEqual(readLastLines(file, 3000), lines.slice(-3000), 'empty current file');
+  // keep: 3 dropped the oldest copy; the first missing copy ends the reading.
+  assert.equal(existsSync(`${file}.3`), true);
+  assert.deepEqual(readLastLines(file, 9999), lines);
+});
+
+test('logs - readLastLines joins a line that rotation cut in two, and reads copies up to the first missing one', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'cut.log');
+  writeFileSync(`${file}.1`, 'one\ntwo\nthr');
+  writeFileSync(file, 'ee\nfour\n');
+  assert.deepEqual(readLastLines(file, 3), ['two', 'three', 'four']);
+  assert.deepEqual(readLastLines(file, 2), ['three', 'four'], 'the current file is enough once its first line is whole');
+  assert.deepEqual(readLastLines(file, 10), ['one', 'two', 'three', 'four']);
+
+  writeFileSync(`${file}.3`, 'orphan\n');
+  assert.deepEqual(readLastLines(file, 10), ['one', 'two', 'three', 'four'], 'no .2: .3 is not read');
+  // The current file missing (not created yet, or removed): the copies still count.
+  const other = join(dir, 'gone.log');
+  writeFileSync(`${other}.1`, 'a\nb\n');
+  assert.deepEqual(readLastLines(other, 5), ['a', 'b']);
+});
+
 test('logs - followFile sees appends, and restarts at 0 after a truncation', async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'follow.log');

@@ -1,0 +1,131 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { DB_API_MESH, MeshHarness, ROOT, processesOfHome, waitUntil, type CliResult } from './harness.js';
+
+const DAEMON = join(ROOT, 'dist/daemon/main.js');
+
+/** A path of exactly `length` characters: `dir`/hhh…h. */
+function homeOfLength(dir: string, length: number): string {
+  const home = join(dir, 'h'.repeat(length - dir.length - 1));
+  assert.equal(home.length, length);
+  return home;
+}
+
+/** The `cell: …` line of a failed command; fails unless it is the only one (progress lines aside). */
+function errorLine(r: CliResult): string {
+  const lines = r.stderr.split('\n').filter((l) => l.startsWith('cell: '));
+  assert.equal(lines.length, 1, r.stderr);
+  return lines[0]!;
+}
+
+test('e2e homes - a CELL_HOME too long for its socket is refused in one line, before any daemon starts', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  const home = homeOfLength(mesh.dir, 105);
+  const why = `CELL_HOME ${home} is too long: its socket $CELL_HOME/run/daemon.sock would be 121 bytes, over the 107-byte limit of unix socket paths; use a shorter CELL_HOME`;
+
+  for (const args of [['--home', home, 'up'], ['--home', home, 'up', '--no-wait']]) {
+    const r = await mesh.cell(args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `cell: ${why}\n`);
+    assert.equal(r.stdout, '');
+  }
+  assert.equal(existsSync(home), false, 'nothing is created for the home (no daemon.out, no `ru` socket)');
+  assert.deepEqual(processesOfHome(home), []);
+
+  // The daemon itself refuses too, when started some other way.
+  const daemon = spawn(process.execPath, [DAEMON, '--home', home], { env: { ...process.env, CELL_HOME: home }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  daemon.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise((r) => daemon.on('exit', r));
+  assert.equal(code, 2);
+  assert.equal(stderr, `cell daemon: ${why}\n`);
+  assert.equal(existsSync(home), false);
+});
+
+test('e2e homes - a CELL_HOME whose socket is exactly 107 bytes works', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  const home = homeOfLength(mesh.dir, 107 - '/run/daemon.sock'.length);
+  try {
+    await mesh.ok(['--home', home, 'up']);
+    const status = await mesh.ok(['--home', home, 'status', '--json']);
+    assert.equal(JSON.parse(status).daemon.home, home);
+  } finally {
+    await mesh.cell(['--home', home, 'down']);
+  }
+  await waitUntil('no process of the home left', async () => processesOfHome(home).length === 0);
+});
+
+/** Kills the daemon (cells keep running), then overwrites its store with random bytes. */
+async function corruptStore(mesh: MeshHarness): Promise<void> {
+  const pid = (await mesh.json<{ daemon: { pid: number } }>(['status'])).daemon.pid;
+  process.kill(pid, 'SIGKILL');
+  await waitUntil('the daemon gone', async () => !processesOfHome(mesh.home).includes(pid));
+  // Everything into state.db first (a daemon that ran a while has checkpointed): otherwise the
+  // WAL still holds every page and SQLite reads the store from it, bytes in state.db or not.
+  const db = new Database(join(mesh.home, 'state.db'));
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  const file = join(mesh.home, 'state.db');
+  writeFileSync(file, randomBytes(statSync(file).size));
+}
+
+test('e2e homes - a corrupt state.db: one line that says what to do, and what it says works for up and down', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  await mesh.ok(['up']);
+  const before = (await mesh.ps()).map((p) => p.pid!);
+  await corruptStore(mesh);
+  const db = join(mesh.home, 'state.db');
+  const out = join(mesh.home, 'logs', 'daemon.out');
+  // What an earlier crash left in daemon.out is not this attempt's reason.
+  appendFileSync(out, "Error: an earlier attempt's crash\n}\n\nNode.js v20.20.2\n");
+  const expected =
+    `cell: the cell daemon did not start (exit code 1): cannot open the state store ${db}: file is not a database (corrupt?); ` +
+    `move it aside (mv ${db} ${db}.bad) and run the command again: a new store starts empty, and the cells still running are found and killed ` +
+    `(cell up then starts them afresh); see ${out}`;
+  // The same line each time: no earlier attempt's output repeated, no node footer.
+  for (const args of [['up'], ['up'], ['down']]) {
+    const r = await mesh.cell(args);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(errorLine(r), expected, `cell ${args.join(' ')}`);
+  }
+  assert.deepEqual(before.filter((pid) => processesOfHome(mesh.home).includes(pid)), before, 'the cells kept running');
+
+  // As the message says: the old instances (and the old gateway) are killed, fresh ones started.
+  renameSync(db, `${db}.bad`);
+  await mesh.ok(['up']);
+  const after = await mesh.ps();
+  assert.ok(after.every((p) => p.state === 'ready'), JSON.stringify(after));
+  assert.equal(after.length, 4);
+  assert.deepEqual(after.filter((p) => before.includes(p.pid!)), [], 'new pids');
+  await waitUntil('the old instances gone', async () => before.every((pid) => !processesOfHome(mesh.home).includes(pid)));
+
+  // And for `cell down`: the daemon it starts kills them and stops itself too.
+  const again = (await mesh.ps()).map((p) => p.pid!);
+  await corruptStore(mesh);
+  renameSync(db, `${db}.bad2`);
+  const down = await mesh.cell(['down']);
+  assert.equal(down.code, 0, down.stderr);
+  await waitUntil('no process of the home left (daemon included)', async () => processesOfHome(mesh.home).length === 0, 10_000);
+  assert.ok(again.length === 4);
+});
+
+test('e2e homes - a cell whose instance socket would pass the limit is refused by name, and the running mesh stays', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  const home = homeOfLength(mesh.dir, 107 - '/run/daemon.sock'.length);
+  try {
+    await mesh.ok(['--home', home, 'up']);
+    const before = await mesh.ok(['--home', home, 'ps', '--json']);
+    mesh.writeManifest(`${DB_API_MESH}\n  a-much-longer-name:\n    run: node fixtures/service.mjs\n`);
+    const r = await mesh.cell(['--home', home, 'up']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(errorLine(r), /^cell: cell a-much-longer-name: its instance socket .*\/run\/a-much-longer-name\.0\.sock would be 121 bytes, over the 107-byte limit of unix socket paths; use a shorter CELL_HOME or cell name$/);
+    assert.equal(await mesh.ok(['--home', home, 'ps', '--json']), before, 'the running mesh is untouched');
+  } finally {
+    await mesh.cell(['--home', home, 'down']);
+  }
+});
