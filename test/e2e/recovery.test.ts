@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync, unlinkSync } from 'node:fs';
+import { writeFileSync, unlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqliteStore } from '../../src/store/index.js';
 import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
@@ -159,6 +159,19 @@ test('e2e recovery - down after kill -9 of the daemon stops the cells it left ru
   const again = await mesh.cell(['down']);
   assert.equal(again.code, 0);
   assert.match(again.stdout, /mesh already down/);
+});
+
+test('e2e recovery - down after kill -9 of the daemon and the loss of control-plane.json still finds and stops the cells', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  await mesh.ok(['up']);
+  const daemonPid = (await mesh.json<{ daemon: { pid: number } }>(['status'])).daemon.pid;
+  process.kill(daemonPid, 'SIGKILL');
+  await waitUntil('the daemon is gone', async () => !processesOfHome(mesh.home).includes(daemonPid) || undefined);
+  rmSync(join(mesh.home, 'control-plane.json'));
+  const down = await mesh.cell(['down']);
+  assert.equal(down.code, 0, down.stderr);
+  assert.match(down.stdout, /^mesh down: stopped 2 cells and the daemon$/m);
+  assert.deepEqual(processesOfHome(mesh.home), [], 'no process of the mesh is left');
 });
 
 test('e2e recovery - up after a daemon death does not kill another program\'s process group that took a dead instance\'s pid', async () => {
