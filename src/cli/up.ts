@@ -50,7 +50,9 @@ export async function runUp(o: UpOptions): Promise<void> {
     await pending.go(mesh.gateway.port, { file: o.file, text, mesh });
   }
   const client = new ApiClient(cellHomePaths(o.home).socket);
-  progress(`applying ${o.file}`);
+  // Builds run inside the apply, before anything starts: say so, they can take long.
+  const builds = mesh.cells.filter((c) => c.build).map((c) => c.name);
+  progress(`applying ${o.file}${builds.length > 0 ? ` (building first where the sources changed: ${builds.join(', ')}; output in logs/<cell>.build.log)` : ''}`);
   const applied = await client.post<ApplyResult>('/v1/apply', { file: o.file });
   if (o.wait) await waitHealthy(client, applied.cells, o.timeoutMs);
   endProgress();

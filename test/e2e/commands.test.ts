@@ -490,7 +490,9 @@ test('e2e commands - the builds of independent cells run side by side', async ()
     build: sh -c 'echo "start ${name}" >> builds.log; sleep 1; echo "end ${name}" >> builds.log'
     health: { tcp: {}, interval: 200ms }`;
   await using mesh = new MeshHarness(`cells:${cell('one')}${cell('two')}\n`, { 'src.txt': 'v1' });
-  await mesh.ok(['up']);
+  const up = await mesh.cell(['up']);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stderr, /applying .*cell\.yaml \(building first where the sources changed: one, two; output in logs\/<cell>\.build\.log\)/);
   const lines = readFileSync(join(mesh.dir, 'builds.log'), 'utf8').trim().split('\n');
   assert.deepEqual(lines.slice(0, 2).map((l) => l.split(' ')[0]), ['start', 'start'], `both began before either ended: ${lines.join(', ')}`);
 });
