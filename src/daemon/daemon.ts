@@ -10,7 +10,7 @@ import { computeVersion, runBuild } from '../builder/index.js';
 import { openSqliteStore, type Store, type TxnOp } from '../store/index.js';
 import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
-import { ChildProcessDriver, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
+import { ChildProcessDriver, RotationSchedule, Supervisor, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
 import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion, socketPathTooLong } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
@@ -112,6 +112,7 @@ export class Daemon {
   private latestVersions = new Map<string, string>();
   private timers: (() => void)[] = [];
   private versionTimerCancel: (() => void) | null = null;
+  private readonly logRotation = new RotationSchedule();
   shuttingDown = false;
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
@@ -237,7 +238,7 @@ export class Daemon {
       this.rememberEndpoints();
       this.store.sweepExpired(this.now());
     });
-    this.every(10_000, () => this.rotateLogs());
+    this.repeat(() => this.rotateLogs(), 1000);
     // Any change of state is written at once (debounced); this only refreshes last_health.
     this.every(15_000, () => this.controlPlane.schedule(() => this.controlPlaneSnapshot()));
     this.scheduleVersionLoop();
@@ -249,18 +250,28 @@ export class Daemon {
   }
 
   private every(ms: number, fn: () => void): void {
-    const loop = () => {
-      const cancel = this.o.clock.setTimer(ms, () => {
+    this.repeat(() => {
+      fn();
+      return ms;
+    }, ms);
+  }
+
+  /** Runs `fn` after `firstMs`, then again after the delay it returns each time, until close. */
+  private repeat(fn: () => number, firstMs: number): void {
+    const slot = { cancel: () => {} };
+    const run = (ms: number) => {
+      slot.cancel = this.o.clock.setTimer(ms, () => {
+        let next = firstMs;
         try {
-          fn();
+          next = fn();
         } catch (err) {
           this.log.error({ err }, 'periodic task failed');
         }
-        loop();
+        run(next);
       });
-      this.timers.push(cancel);
     };
-    loop();
+    run(firstMs);
+    this.timers.push(() => slot.cancel());
   }
 
   /**
@@ -562,11 +573,12 @@ export class Daemon {
     }
   }
 
-  private rotateLogs(): void {
+  /** Rotates the instance logs that are due (see RotationSchedule); returns the delay to the next check. */
+  private rotateLogs(): number {
     const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
-    for (const rec of this.supervisor.instances()) {
-      rotateIfLarger(instanceLogFile(this.paths, rec.cell, rec.index), logs.maxBytes, logs.keep);
-    }
+    const now = this.now();
+    const files = this.supervisor.instances().map((rec) => instanceLogFile(this.paths, rec.cell, rec.index));
+    return Math.max(RotationSchedule.MIN_MS, this.logRotation.run(files, now, logs.maxBytes, logs.keep) - now);
   }
 
   // ---------------------------------------------------------------- endpoints (gateway watch)

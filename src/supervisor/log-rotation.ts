@@ -3,15 +3,17 @@
  * A cell writes its log through its own O_APPEND descriptor, which the daemon never holds, so
  * rotation copies the file aside and truncates it in place instead of renaming it.
  */
-import { closeSync, copyFileSync, existsSync, fstatSync, openSync, readSync, renameSync, statSync, truncateSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, renameSync, statSync, truncateSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 
 /**
  * Rotates `file` when it is larger than `maxBytes`: `file.(keep-1)` → `file.keep` ... `file.1` →
  * `file.2`, then `file` is copied to `file.1` and truncated to 0 bytes (the oldest is dropped).
- * The writer keeps its descriptor; with O_APPEND its next write lands at the new end. Lines written
- * between the copy and the truncate are lost, as with logrotate's copytruncate.
+ * The writer keeps its descriptor; with O_APPEND its next write lands at the new end. What the
+ * writer appends during the copy is copied too, in rounds, until a round finds next to nothing
+ * new; only a write between that last round and the truncate, microseconds, can be lost (a whole
+ * copy's worth with logrotate's plain copytruncate).
  * Returns true if it rotated. A missing file is not an error.
  */
 export function rotateIfLarger(file: string, maxBytes: number, keep: number): boolean {
@@ -28,10 +30,91 @@ export function rotateIfLarger(file: string, maxBytes: number, keep: number): bo
     for (let i = keep - 1; i >= 1; i--) {
       if (existsSync(`${file}.${i}`)) renameSync(`${file}.${i}`, `${file}.${i + 1}`);
     }
-    copyFileSync(file, `${file}.1`);
+    copyThenTruncate(file, `${file}.1`);
+  } else {
+    truncateSync(file, 0);
   }
-  truncateSync(file, 0);
   return true;
+}
+
+/** Rounds of copying before the truncate; a writer faster than the copy ends it anyway. */
+const MAX_COPY_ROUNDS = 16;
+/** A round that found this little new output is the last before the truncate. */
+const SETTLED_BYTES = 64 * 1024;
+
+function copyThenTruncate(file: string, copy: string): void {
+  const src = openSync(file, 'r+');
+  try {
+    const dst = openSync(copy, 'w');
+    try {
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      let copied = 0;
+      const copyTo = (end: number) => {
+        while (copied < end) {
+          const n = readSync(src, buf, 0, Math.min(buf.length, end - copied), copied);
+          if (n === 0) break;
+          writeSync(dst, buf, 0, n);
+          copied += n;
+        }
+      };
+      for (let round = 0; round < MAX_COPY_ROUNDS; round++) {
+        const before = copied;
+        copyTo(fstatSync(src).size);
+        if (round > 0 && copied - before < SETTLED_BYTES) break;
+      }
+      // The last bytes, right before the truncate.
+      copyTo(fstatSync(src).size);
+      ftruncateSync(src, 0);
+    } finally {
+      closeSync(dst);
+    }
+  } finally {
+    closeSync(src);
+  }
+}
+
+/**
+ * When to check each log file next, from how fast it grew: a file filling up is checked about
+ * twice before it reaches its limit (at most every 250 ms), a quiet one every 10 s. So a cell
+ * that writes 5 MB/s stays near its `max_size`, and 100 quiet cells cost 10 stats a second.
+ */
+export class RotationSchedule {
+  static readonly MIN_MS = 250;
+  static readonly MAX_MS = 10_000;
+  private readonly seen = new Map<string, { size: number; at: number; due: number }>();
+
+  /** Checks the files that are due at `now` (rotating the large ones); returns the next due time. */
+  run(files: string[], now: number, maxBytes: number, keep: number): number {
+    const live = new Set(files);
+    for (const file of this.seen.keys()) if (!live.has(file)) this.seen.delete(file);
+    let next = now + RotationSchedule.MAX_MS;
+    for (const file of files) {
+      const last = this.seen.get(file);
+      if (last && last.due > now) {
+        next = Math.min(next, last.due);
+        continue;
+      }
+      let size = 0;
+      try {
+        size = statSync(file).size;
+      } catch {
+        // Not written yet.
+      }
+      // Bytes per ms since the last check, measured before a rotation empties the file.
+      const rate = last && now > last.at ? Math.max(0, size - last.size) / (now - last.at) : null;
+      if (size > maxBytes && rotateIfLarger(file, maxBytes, keep)) size = 0;
+      // A file seen for the first time is looked at again in a second, to learn its pace.
+      const untilFull = rate === null ? 1000 : rate > 0 ? Math.max(0, maxBytes - size) / rate / 2 : RotationSchedule.MAX_MS;
+      const wait = Math.min(RotationSchedule.MAX_MS, Math.max(RotationSchedule.MIN_MS, untilFull));
+      // On a grid, so files checked at different moments fall due together (one wake-up, not one
+      // per file): a second for the quiet ones, a quarter for the ones filling up.
+      const grid = wait >= 1000 ? 1000 : RotationSchedule.MIN_MS;
+      const due = Math.ceil((now + wait) / grid) * grid;
+      this.seen.set(file, { size, at: now, due });
+      next = Math.min(next, due);
+    }
+    return next;
+  }
 }
 
 const CHUNK = 64 * 1024;
@@ -116,8 +199,9 @@ export interface FollowOptions {
 
 /**
  * Calls `onChunk` with text appended to `file` until `signal` aborts; resolves then. Wakes on
- * fs.watch events and on a poll. When the file shrinks (truncated by rotation) or is replaced,
- * it reads again from offset 0. A file that does not exist yet is waited for, then read from its
+ * fs.watch events and on a poll. When the file shrinks (truncated by rotation) it first reads
+ * the rest of what it was reading from the rotated copy `file.1`, then goes on from offset 0;
+ * when it is replaced, it reads the new file from offset 0. A file that does not exist yet is waited for, then read from its
  * start. The poll timer keeps the event loop alive until `signal` aborts.
  */
 export async function followFile(
@@ -131,6 +215,8 @@ export async function followFile(
   let position = options.fromOffset;
   let inode: number | undefined;
   let decoder = new StringDecoder('utf8');
+  // The inode of `file.1` when last looked at (undefined: none; null: not looked at yet).
+  let copyInode: number | undefined | null = null;
   let watcher: FSWatcher | undefined;
   let reading = false;
   let again = false;
@@ -168,24 +254,38 @@ export async function followFile(
     }
     inode = st.ino;
     position ??= st.size;
-    if (st.size < position) {
+    // A rotation makes a new `.1` (the older copies are renamed away first): seen by its inode,
+    // since the file itself may have grown past our position again by the time we look.
+    const copy = await stat(`${file}.1`).catch(() => undefined);
+    const rotated = copyInode !== null && copy !== undefined && copy.ino !== copyInode;
+    copyInode = copy?.ino;
+    if (rotated || st.size < position) {
+      // What was appended after our position before the truncate is at the end of the copy;
+      // the stream goes on at the start of the file.
+      if (rotated && copy.size >= position) await readFrom(`${file}.1`, position);
       position = 0;
-      decoder = new StringDecoder('utf8');
     }
     if (st.size === position) return;
-    const fh = await open(file, 'r');
+    position = await readFrom(file, position);
+  };
+
+  /** Passes on what `path` holds from `start` to its end; returns the offset reached. */
+  const readFrom = async (path: string, start: number): Promise<number> => {
+    let at = start;
+    const fh = await open(path, 'r');
     try {
       const buf = Buffer.allocUnsafe(CHUNK);
       while (!signal.aborted) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at);
         if (bytesRead === 0) break;
-        position += bytesRead;
+        at += bytesRead;
         const text = decoder.write(buf.subarray(0, bytesRead));
         if (text) onChunk(text);
       }
     } finally {
       await fh.close();
     }
+    return at;
   };
 
   // One read at a time; a wake-up during a read schedules one more.
