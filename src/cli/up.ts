@@ -53,7 +53,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   // Builds run inside the apply, before anything starts: say so, they can take long.
   const builds = mesh.cells.filter((c) => c.build).map((c) => c.name);
   progress(`applying ${o.file}${builds.length > 0 ? ` (building first where the sources changed: ${builds.join(', ')}; output in logs/<cell>.build.log)` : ''}`);
-  const applied = await client.post<ApplyResult>('/v1/apply', { file: o.file });
+  // Builds and rolling restarts of changed cells run inside the apply: give it time.
+  const applied = await client.post<ApplyResult>('/v1/apply', { file: o.file }, { timeoutMs: 600_000 });
   if (o.wait) await waitHealthy(client, applied.cells, o.timeoutMs);
   endProgress();
   const status = await client.get<StatusView>('/v1/status');

@@ -349,10 +349,7 @@ export class Daemon {
     // sources changed runs its new version, as compose recreates a changed service. Its running
     // instances are replaced (the reconciler starts the new ones in dependency order).
     const updated = graph.topoOrder().filter((name) => this.supervisor.instances().some((r) => r.cell === name && r.pid !== null && r.version !== next.get(name)!.version));
-    await Promise.all(
-      this.supervisor.instances().filter((r) => updated.includes(r.cell)).map((r) => this.supervisor.stopInstance(r.cell, r.index, 'new version (manifest or sources changed)')),
-    );
-    this.supervisor.release(updated);
+    await Promise.all(updated.map((name) => this.rollingRestart(name, 'new version (manifest or sources changed)')));
     return {
       cells: graph.topoOrder().filter((n) => this.isAwaited(n)),
       lazy: graph.topoOrder().filter((n) => !this.isAwaited(n)),
@@ -360,6 +357,39 @@ export class Daemon {
       updated,
       gateway: this.gatewayUrl(),
     };
+  }
+
+  /**
+   * Replaces the instances of `name` one at a time when it has several: stop one, let the
+   * reconciler start it again (on the version the cell has now), wait until it is ready, then the
+   * next, so the others serve meanwhile (a restart of all at once left the gateway no instance to
+   * send to). A single instance is stopped and started. A replacement not ready within its grace
+   * ends the roll: the instances not replaced yet keep running, and `cell up`/`cell restart`
+   * report the cell as not healthy.
+   */
+  private async rollingRestart(name: string, reason: string): Promise<void> {
+    const spec = this.supervisor.desiredCells.get(name)?.spec;
+    const recs = this.supervisor.instances().filter((r) => r.cell === name);
+    const running = recs.filter((r) => r.pid !== null && r.state !== 'paused' && r.index < (spec?.instances ?? 0));
+    if (!spec || running.length <= 1) {
+      await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, reason)));
+      this.supervisor.release([name]);
+      return;
+    }
+    // What does not run is simply started again; the running ones are replaced in turn.
+    const idle = recs.filter((r) => !running.includes(r));
+    await Promise.all(idle.map((r) => this.supervisor.stopInstance(r.cell, r.index, reason)));
+    this.supervisor.release([name]);
+    const isReady = (index: number) => this.supervisor.instances().some((r) => r.cell === name && r.index === index && r.state === 'ready');
+    for (const rec of running.sort((a, b) => a.index - b.index)) {
+      await this.supervisor.stopInstance(name, rec.index, reason);
+      this.supervisor.release([name]);
+      if (this.shuttingDown) return;
+      if (!(await this.waitFor(() => this.shuttingDown || isReady(rec.index), spec.health.graceMs + 5000))) {
+        this.log.warn({ cell: name, instance: rec.index }, 'rolling restart stopped: the replacement is not ready');
+        return;
+      }
+    }
   }
 
   /**
@@ -458,9 +488,7 @@ export class Daemon {
       if (version !== cell.version) this.replaceAppCell({ ...cell, version });
     }
     if (name) {
-      const recs = this.supervisor.instances().filter((r) => r.cell === name);
-      await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, 'restart requested')));
-      this.supervisor.release([name]);
+      await this.rollingRestart(name, 'restart requested');
       restarted = [name];
     } else {
       const graph = this.graph();

@@ -43,7 +43,8 @@ export function isCellHealthy(cell: string, desired: Desired, observed: Map<stri
  * Rules, per instance of each desired cell:
  * - absent or due in backoff → start, once every dependency is healthy (all its instances ready);
  * - launching for longer than the health grace → kill (counted as a failure);
- * - launching or ready while a dependency has no ready instance → pause; paused while every
+ * - launching or ready while a dependency is down (no ready instance, or itself paused for a
+ *   dependency of its own: transitively, in the same pass) → pause; paused while every
  *   dependency is healthy again → resume (hysteresis: pause on "down", resume on "healthy");
  * - beyond the wanted instance count → stop, then forget once stopped.
  * Instances that hold (failed, stopped by policy or request) are left alone.
@@ -55,12 +56,26 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     if (wakeAt === null || t < wakeAt) wakeAt = t;
   };
 
+  // Down: nothing serves, or it is being paused for a down dependency of its own. Worked out
+  // through the whole graph at once, so that a crash pauses every level below it in this pass,
+  // not one level per pass from the state before it.
+  const down = new Map<string, boolean>();
+  const isDown = (name: string): boolean => {
+    const known = down.get(name);
+    if (known !== undefined) return known;
+    down.set(name, false); // dependency cycles are refused by the manifest; this only guards
+    const deps = desired.cells.get(name)?.spec.dependsOn ?? [];
+    const result = servingCount(name, desired, observed) === 0 || deps.some(isDown);
+    down.set(name, result);
+    return result;
+  };
+
   for (const [name, cell] of desired.cells) {
     // A lazy cell waits for its first discovery (socket activation).
     if (cell.spec.lazy && !cell.activated) continue;
     const deps = cell.spec.dependsOn;
     const depsHealthy = deps.every((d) => isCellHealthy(d, desired, observed));
-    const downDep = deps.find((d) => servingCount(d, desired, observed) === 0);
+    const downDep = deps.find(isDown);
 
     for (let i = 0; i < cell.spec.instances; i++) {
       const rec = observed.get(instanceKey(name, i));

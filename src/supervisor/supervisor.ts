@@ -860,7 +860,7 @@ export class Supervisor {
       const batch = [...this.records.values()].filter((r) => names.has(r.cell) && r.state !== 'stopped' && r.state !== 'failed');
       await Promise.all(batch.map((r) => this.stopInstance(r.cell, r.index, reason, { endsRun: options.endsRun })));
       if (options.endsRun) {
-        for (const r of [...this.records.values()].filter((x) => names.has(x.cell) && !x.runEnded && (x.state === 'stopped' || x.state === 'failed'))) this.update({ ...r, runEnded: true });
+        for (const r of [...this.records.values()].filter((x) => names.has(x.cell) && !x.runEnded && (x.state === 'stopped' || x.state === 'failed'))) this.update({ ...r, runEnded: true, completed: false });
       }
     }
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { MeshHarness, CELL_BIN, waitUntil, processesOfHome, httpGet } from './harness.js';
+import { MeshHarness, CELL_BIN, waitUntil, processesOfHome, httpGet, sleep } from './harness.js';
 import { dynamicPortRange } from '../../src/supervisor/ports.js';
 
 interface Status {
@@ -480,6 +480,9 @@ cells:
   assert.equal((await mesh.ps()).find((p) => p.cell === 'app')!.pid, ps.find((p) => p.cell === 'app')!.pid);
   await mesh.ok(['restart', 'migrate']);
   assert.equal(readFileSync(join(mesh.dir, 'runs.log'), 'utf8'), 'migrating\nmigrating\n', 'restart runs it again');
+  await mesh.ok(['down']);
+  await mesh.ok(['up']);
+  assert.equal(readFileSync(join(mesh.dir, 'runs.log'), 'utf8'), 'migrating\nmigrating\nmigrating\n', 'a new run of the mesh runs it again');
 });
 
 test('e2e commands - the builds of independent cells run side by side', async () => {
@@ -495,4 +498,48 @@ test('e2e commands - the builds of independent cells run side by side', async ()
   assert.match(up.stderr, /applying .*cell\.yaml \(building first where the sources changed: one, two; output in logs\/<cell>\.build\.log\)/);
   const lines = readFileSync(join(mesh.dir, 'builds.log'), 'utf8').trim().split('\n');
   assert.deepEqual(lines.slice(0, 2).map((l) => l.split(' ')[0]), ['start', 'start'], `both began before either ended: ${lines.join(', ')}`);
+});
+
+test('e2e commands - restart and an applied change replace a cell\'s instances one at a time: the gateway always has one to send to', async () => {
+  const manifest = (ver: string) => `
+cells:
+  web:
+    run: node fixtures/service.mjs
+    instances: 3
+    env: { VER: ${ver} }
+    health: { http: { path: / }, interval: 200ms }
+`;
+  await using mesh = new MeshHarness(manifest('v1'));
+  await mesh.ok(['up']);
+  const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
+  const statuses: number[] = [];
+  let running = true;
+  const load = (async () => {
+    while (running) {
+      statuses.push(await httpGet(gatewayPort, '/web/').then((r) => r.status, () => 0));
+      await sleep(10);
+    }
+  })();
+  try {
+    const before = (await mesh.ps()).filter((p) => p.cell === 'web');
+    await mesh.ok(['restart', 'web']);
+    mesh.writeManifest(manifest('v2'));
+    await mesh.ok(['up']);
+    const after = (await mesh.ps()).filter((p) => p.cell === 'web');
+    assert.ok(after.every((p) => p.state === 'ready' && !before.some((b) => b.pid === p.pid)), 'every instance was replaced');
+  } finally {
+    running = false;
+    await load;
+  }
+  assert.ok(statuses.length > 20, `${statuses.length} requests`);
+  assert.equal(statuses.filter((s) => s === 503).length, 0, `no moment without a ready instance: ${JSON.stringify(statuses.filter((s) => s !== 200))}`);
+  // Each replacement is ready before the next instance is stopped.
+  type Ev = { at: string; instance: number; from: string | null; to: string; reason: string | null };
+  const events = (await mesh.json<Ev[]>(['events', 'web'])).filter((e) => e.reason === 'restart requested' || e.to === 'ready' || e.to === 'draining');
+  const drains = events.filter((e) => e.to === 'draining' && e.reason === 'restart requested');
+  assert.equal(drains.length, 3);
+  for (let k = 1; k < drains.length; k++) {
+    const readyAgain = events.find((e) => e.instance === drains[k - 1].instance && e.to === 'ready' && e.at > drains[k - 1].at);
+    assert.ok(readyAgain && readyAgain.at <= drains[k].at, `web.${drains[k - 1].instance} was ready again before web.${drains[k].instance} stopped`);
+  }
 });

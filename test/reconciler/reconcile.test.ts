@@ -156,6 +156,18 @@ test('reconciler - a down dependency pauses its dependents, transitively, and th
   assert.deepEqual([...w.observed.values()].map((r) => r.state), ['ready', 'ready', 'ready', 'ready', 'ready']);
 });
 
+test('reconciler - a crash pauses every level below it in one pass, not one level per pass', () => {
+  const never = { policy: 'never' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
+  const w = new World(fake.desired(fake.cell('a', { restart: never }), fake.cell('b', { dependsOn: ['a'] }), fake.cell('c', { dependsOn: ['b'] }), fake.cell('d', { dependsOn: ['c'] })));
+  for (const c of ['a', 'b', 'c', 'd']) w.healthy.add(c);
+  w.settle();
+  w.crash('a', 0);
+  // Failed for good: nothing else will wake the reconciler, so one pass must reach every level.
+  const actions = w.step();
+  assert.deepEqual(actions.filter((x) => x.type === 'pause').map((x) => x.cell), ['b', 'c', 'd']);
+  assert.deepEqual(['a', 'b', 'c', 'd'].map((c) => w.state(c)), ['failed', 'paused', 'paused', 'paused']);
+});
+
 test('reconciler - one crashed instance of two does not pause dependents', () => {
   const w = new World(diamond());
   for (const c of ['db', 'api', 'cache', 'web']) w.healthy.add(c);
