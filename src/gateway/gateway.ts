@@ -1,5 +1,68 @@
-import { createServer, request, Agent, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { createServer, request, Agent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, type Server } from 'node:http';
 import { hostname } from 'node:os';
+
+/**
+ * How long an instance may take to start its answer (the response head) after the last byte of
+ * the request: past it the client gets a 504 instead of waiting on a hung instance for ever.
+ * 60 s like nginx's proxy_read_timeout; only the head, a body may stream for as long as it likes.
+ */
+export const UPSTREAM_HEADERS_TIMEOUT_MS = 60_000;
+
+/**
+ * The kernel's cells (the daemon's KERNEL_CELLS, which the gateway does not import): never routed,
+ * though the daemon lists them among the mesh's cells and the gateway itself has an endpoint.
+ */
+export const KERNEL_CELLS: ReadonlySet<string> = new Set(['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer']);
+
+/** Methods a request without a body of which may be sent again to another instance (RFC 9110 9.2.2). */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Headers that concern one connection only and are never forwarded (RFC 9110 7.6.1), besides the
+ * ones the `Connection` header names. Node writes its own framing and keep-alive headers.
+ */
+const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+/** The headers of a request or response without its hop-by-hop ones. */
+export function endToEndHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = (headers.connection ?? '').split(',').map((token) => token.trim().toLowerCase());
+  const result: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP_HEADERS.has(name) && !named.includes(name)) result[name] = value;
+  }
+  return result;
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
+}
+
+/**
+ * Whether an upstream error came before the instance could have seen the request: a refused
+ * connection, or a kept-alive socket the instance had closed (killed, restarted) when it was reused.
+ */
+function isUnsent(err: NodeJS.ErrnoException, isReusedSocket: boolean): boolean {
+  return err.code === 'ECONNREFUSED' || (isReusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'));
+}
+
+/** One client request on its way through the gateway, across the instances it is tried on. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  cell: string;
+  /** The path and query sent upstream. */
+  path: string;
+  /** The URLs of the instances tried already. */
+  tried: Set<string>;
+  upstream: ClientRequest | null;
+  isClientGone: boolean;
+}
+
+export interface GatewayOptions {
+  /** How long an instance may take to send its response head; default UPSTREAM_HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs?: number;
+}
 
 export interface RouteEndpoint {
   cell: string;
@@ -12,7 +75,11 @@ export interface RouteEndpoint {
  * The gateway (the seed's Axon / Edge): `GET /{cell}/rest` is proxied to `/rest` on one ready
  * instance of `cell`, round-robin, with an `X-Mycelium-Edge` header on the answer. Its routing
  * table is replaced as a whole whenever the registry changes, so a request never sees half an update.
- * A cell the mesh does not have is a 404; a cell it has, with no ready instance, a 503.
+ * A cell the mesh does not have is a 404 (so is a kernel cell); a cell it has, with no ready
+ * instance, a 503. A bodiless GET, HEAD or OPTIONS that an instance could not have received
+ * (connection refused, a reused kept-alive socket found dead) is tried on the next instance;
+ * anything else that fails before the answer is a 502, an instance silent for too long a 504.
+ * Hop-by-hop headers stay on their side; X-Forwarded-For, -Host and -Proto are set.
  */
 export class Gateway {
   private routes = new Map<string, RouteEndpoint[]>();
@@ -22,6 +89,13 @@ export class Gateway {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private server: Server | null = null;
   private readonly edgeId = `${hostname()}/${process.pid}`;
+  private readonly headersTimeoutMs: number;
+
+  constructor(options: GatewayOptions = {}) {
+    const timeout = options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS;
+    if (!Number.isFinite(timeout) || timeout <= 0) throw new TypeError(`option headersTimeoutMs must be a positive number of milliseconds, got ${String(timeout)}`);
+    this.headersTimeoutMs = timeout;
+  }
 
   /**
    * Replaces the routing table. `cells`: every cell of the mesh, ready or not, so that a request
@@ -59,37 +133,89 @@ export class Gateway {
       return;
     }
     const cell = match[1];
+    // The kernel's cells have endpoints too (the gateway's own: /gateway/ would call itself).
+    if (KERNEL_CELLS.has(cell)) {
+      this.fail(res, 404, `no cell named ${JSON.stringify(cell)}`);
+      return;
+    }
     const rest = url.slice(cell.length + 1) || '/';
-    this.forward(req, res, cell, rest.startsWith('/') ? rest : `/${rest}`, new Set());
+    const exchange: Exchange = { req, res, cell, path: rest.startsWith('/') ? rest : `/${rest}`, tried: new Set(), upstream: null, isClientGone: false };
+    // A client that goes away before its answer is complete aborts the upstream request.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      exchange.isClientGone = true;
+      exchange.upstream?.destroy();
+    });
+    this.forward(exchange);
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, cell: string, path: string, tried: Set<string>): void {
-    const target = this.pick(cell, tried);
+  private forward(x: Exchange): void {
+    const { req, res, cell } = x;
+    const target = this.pick(cell, x.tried);
     if (!target) {
-      if (tried.size > 0) this.fail(res, 502, `no instance of ${cell} answered`);
+      if (x.tried.size > 0) this.fail(res, 502, `no instance of ${cell} answered`);
       else if (this.isUnknownCell(cell)) this.fail(res, 404, `no cell named ${JSON.stringify(cell)}`);
       else this.fail(res, 503, `no ready instance of cell ${cell}`);
       return;
     }
-    const upstream = request(
-      { host: '127.0.0.1', port: target.port, path, method: req.method, headers: { ...req.headers, 'x-forwarded-for': req.socket.remoteAddress ?? '' }, agent: this.agent },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, { ...up.headers, 'x-mycelium-edge': this.edgeId });
-        up.pipe(res);
-      },
-    );
+    const hasBody = requestHasBody(req);
+    const upstream = request({ host: '127.0.0.1', port: target.port, path: x.path, method: req.method, headers: this.upstreamHeaders(req, hasBody), agent: this.agent });
+    x.upstream = upstream;
+    let isAnswered = false;
+    let timedOut = false;
+    const headersTimer = setTimeout(() => {
+      timedOut = true;
+      upstream.destroy();
+      if (!res.headersSent) this.fail(res, 504, `${cell}.${target.instance} sent no response within ${this.headersTimeoutMs / 1000} s`);
+    }, this.headersTimeoutMs);
+
+    upstream.on('response', (up) => {
+      isAnswered = true;
+      clearTimeout(headersTimer);
+      // An answer cut short (the instance died, closed or reset the connection mid-body) cuts the
+      // client's connection too, at once: it sees a truncated response, as it would from the instance.
+      const cutClient = () => {
+        if (!up.complete) res.destroy();
+      };
+      up.on('error', cutClient);
+      up.on('close', cutClient);
+      res.writeHead(up.statusCode ?? 502, { ...endToEndHeaders(up.headers), 'x-mycelium-edge': this.edgeId });
+      up.pipe(res);
+    });
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      // A refused connection sent nothing upstream: safe to try another instance for bodiless requests.
-      if (err.code === 'ECONNREFUSED' && !res.headersSent && (req.method === 'GET' || req.method === 'HEAD')) {
-        tried.add(target.url);
-        this.forward(req, res, cell, path, tried);
+      clearTimeout(headersTimer);
+      if (timedOut || x.isClientGone) return;
+      if (!isAnswered && !hasBody && SAFE_METHODS.has(req.method ?? '') && isUnsent(err, upstream.reusedSocket)) {
+        x.tried.add(target.url);
+        this.forward(x);
         return;
       }
       if (!res.headersSent) this.fail(res, 502, `${cell}.${target.instance}: ${err.message}`);
       else res.destroy();
     });
-    if (req.method === 'GET' || req.method === 'HEAD') upstream.end();
-    else req.pipe(upstream);
+    if (!hasBody) {
+      upstream.end();
+      return;
+    }
+    // A slow upload is not a silent instance: the wait for the answer counts from the last byte sent.
+    req.on('data', () => {
+      if (!isAnswered && !timedOut) headersTimer.refresh();
+    });
+    req.pipe(upstream);
+  }
+
+  /** The request's end-to-end headers, with the X-Forwarded-* set of a proxy that serves plain HTTP. */
+  private upstreamHeaders(req: IncomingMessage, hasBody: boolean): OutgoingHttpHeaders {
+    const headers = endToEndHeaders(req.headers);
+    const client = req.socket.remoteAddress ?? '';
+    const forwardedFor = req.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${client}` : client;
+    if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
+    headers['x-forwarded-proto'] = 'http';
+    // Node frames the body again (its chunked encoding, not the client's): without the header it
+    // would send the body of a DELETE or an OPTIONS unframed.
+    if (hasBody && headers['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
+    return headers;
   }
 
   private fail(res: ServerResponse, status: number, message: string): void {
