@@ -10,7 +10,6 @@ type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Recor
 
 const MAX_BODY = 1024 * 1024;
 
-
 function statusOf(err: unknown): number {
   const name = err instanceof Error ? err.name : '';
   if (name === 'UnknownCellError' || name === 'UnknownInstanceError') return 404;
