@@ -445,12 +445,12 @@ test('e2e commands - a scale that a later up replaces does not claim its count',
 cells:
   slow:
     run: node fixtures/slow-ready.mjs
-    env: { READY_AFTER_MS: "3000" }
-    health: { http: { path: / }, interval: 200ms }
+    env: { READY_AFTER_MS: "8000" }
+    health: { http: { path: / }, interval: 200ms, grace: 30s }
 `);
-  await mesh.ok(['up']);
+  await mesh.ok(['up'], { timeoutMs: 60_000 });
   const scale = mesh.cell(['scale', 'slow', '3']);
-  // The new instances take 3 s to get ready; the manifest (1 instance) is applied meanwhile.
+  // The new instances take 8 s to get ready; the manifest (1 instance) is applied meanwhile.
   await waitUntil('the scale is applied', async () => (await mesh.ps()).filter((p) => p.cell === 'slow').length === 3 || undefined, 10_000, 20);
   await mesh.ok(['up', '--no-wait']);
   const r = await scale;
