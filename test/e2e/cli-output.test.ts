@@ -28,7 +28,7 @@ interface LogLine {
 /** Runs `cell <args>` in the background: its output so far, a signal to send, and its exit. */
 function background(mesh: MeshHarness, command: string, args: string[]) {
   const child = spawn(command, args, { cwd: mesh.dir, env: { ...process.env, CELL_HOME: mesh.home }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const run = { stdout: '', stderr: '', exited: new Promise<number | null>((r) => child.on('exit', (code) => r(code))), kill: (s: NodeJS.Signals) => child.kill(s) };
+  const run = { stdout: '', stderr: '', exited: new Promise<number | null>((r) => child.on('close', (code) => r(code))), kill: (s: NodeJS.Signals) => child.kill(s) };
   child.stdout.on('data', (d) => (run.stdout += d));
   child.stderr.on('data', (d) => (run.stderr += d));
   return run;

@@ -464,6 +464,9 @@ cells:
   migrate:
     run: sh -c 'echo migrating >> runs.log; sleep 0.3'
     restart: { policy: on-failure }
+    # Never ready while it runs (without a check, a running process is ready, and app would
+    # start alongside it): app can start only on its completion.
+    health: { exec: "false", grace: 60s }
   app:
     run: node fixtures/service.mjs
     depends_on: [migrate]

@@ -120,7 +120,9 @@ export class MeshHarness implements AsyncDisposable {
         child.kill('SIGKILL');
         reject(new Error(`cell ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 90_000}ms\n${stdout}\n${stderr}`));
       }, opts.timeoutMs ?? 90_000);
-      child.on('exit', (code) => {
+      // 'close', not 'exit': the process can exit before its output has been read to the end
+      // (seen under load: `cell ps --json` resolved with an empty stdout).
+      child.on('close', (code) => {
         clearTimeout(timer);
         resolvePromise({ code: code ?? 1, stdout, stderr });
       });

@@ -41,7 +41,7 @@ test('e2e homes - a CELL_HOME too long for its socket is refused in one line, be
   const daemon = spawn(process.execPath, [DAEMON, '--home', home], { env: { ...process.env, CELL_HOME: home }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   daemon.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise((r) => daemon.on('exit', r));
+  const code = await new Promise((r) => daemon.on('close', r));
   assert.equal(code, 2);
   assert.equal(stderr, `cell daemon: ${why}\n`);
   assert.equal(existsSync(home), false);

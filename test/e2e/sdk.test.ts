@@ -26,7 +26,8 @@ function runClient(home: string, args: string[]): Promise<{ code: number; stdout
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('exit', (code) => {
+    // 'close': after the output has been read to its end, which 'exit' may come before.
+    child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code: code ?? 1, stdout, stderr });
     });
