@@ -23,6 +23,12 @@ export interface DaemonGo {
  */
 export const DAEMON_EXIT_ALREADY_RUNNING = 75;
 
+/**
+ * The kernel cells in the seed's boot order. Here rather than in the daemon because the gateway,
+ * a process of its own, must know them too: they are never routed.
+ */
+export const KERNEL_CELLS = ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer'] as const;
+
 export interface ParsedManifest {
   file: string;
   text: string;

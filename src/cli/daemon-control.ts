@@ -53,13 +53,7 @@ export interface PendingDaemon {
  * daemon exits. It is detached (its own session), with its output in logs/daemon.out.
  */
 export async function startDaemon(home: string, manifest: string): Promise<PendingDaemon | null> {
-  try {
-    checkCellHome(home);
-  } catch (err) {
-    // Before anything is started or created: a daemon there could not listen on its socket.
-    if (err instanceof CellHomeTooLongError) throw new CliError(err.message, 2);
-    throw err;
-  }
+  requireUsableHome(home);
   const paths = cellHomePaths(home);
   const api = new ApiClient(paths.socket);
   if (await isUp(paths.socket, api)) return null;
@@ -181,6 +175,19 @@ function processesCarryingHome(home: string): { key: string; pid: number }[] {
 }
 
 /**
+ * Fails with a usage error (exit 2) when no daemon could serve `home` (its socket path would be
+ * too long): checked before anything is started or created there.
+ */
+export function requireUsableHome(home: string): void {
+  try {
+    checkCellHome(home);
+  } catch (err) {
+    if (err instanceof CellHomeTooLongError) throw new CliError(err.message, 2);
+    throw err;
+  }
+}
+
+/**
  * Starts a daemon for `home` with no manifest to apply: it readopts what the last one left
  * running (validating each pid's start time) and serves the API. For `cell down` after a daemon
  * died. Resolves once the API answers; null when a daemon already runs.
@@ -189,24 +196,9 @@ export async function takeOverDaemon(home: string, manifestHint: string): Promis
   const pending = await startDaemon(home, manifestHint);
   if (!pending) return false;
   // Port 0: the gateway keeps the port its readopted (or restarted) process has.
+  // A `cell down` sent while it still boots its gateway is taken as any other (daemon/index.ts).
   await pending.go(0);
-  await waitBooted(new ApiClient(cellHomePaths(home).socket));
   return true;
-}
-
-/**
- * Waits until the daemon's kernel has booted (its last kernel cell, the observer, is ready). Its
- * API answers before the gateway is up, and a `cell down` that arrived while the daemon started
- * a new gateway (the old one gone with the daemon, or killed as a stray) stopped the cells but
- * left that daemon running. The daemon gives its gateway 15 s, so this ends within that.
- */
-async function waitBooted(api: ApiClient): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const status = await api.get<StatusView>('/v1/status', { timeoutMs: 2000 });
-    if (status.cells.some((c) => c.kind === 'kernel' && c.name === 'observer' && c.state === 'ready')) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, exitCode: () => number | null, outStart: number): Promise<void> {

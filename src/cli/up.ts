@@ -1,4 +1,4 @@
-import { ApiClient, CellHomeTooLongError, cellHomePaths, checkCellHome, type ApplyResult, type CellView, type StatusView } from '../api/index.js';
+import { ApiClient, cellHomePaths, type ApplyResult, type CellView, type StatusView } from '../api/index.js';
 import { CliError, endProgress, progress } from './output.js';
 
 export interface UpOptions {
@@ -18,17 +18,12 @@ export interface UpOptions {
  */
 export async function runUp(o: UpOptions): Promise<void> {
   const t0 = Date.now();
-  if (o.foreground) {
-    // Before the daemon in this process creates anything (startDaemon checks the same).
-    try {
-      checkCellHome(o.home);
-    } catch (err) {
-      if (err instanceof CellHomeTooLongError) throw new CliError(err.message, 2);
-      throw err;
-    }
-  }
+  const control = await import('./daemon-control.js');
+  // A foreground daemon runs in this process: the home is checked before it creates anything
+  // there (startDaemon checks it for a background one).
+  if (o.foreground) control.requireUsableHome(o.home);
   // A daemon to start boots meanwhile, up to the point where it would touch CELL_HOME.
-  const pending = o.foreground ? null : await (await import('./daemon-control.js')).startDaemon(o.home, o.file);
+  const pending = o.foreground ? null : await control.startDaemon(o.home, o.file);
   // Validated here: a bad manifest starts no daemon (the pending one is ended), and the error names the line.
   const { parseManifest, readManifestText } = await import('../manifest/index.js');
   let mesh;

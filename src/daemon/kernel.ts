@@ -1,13 +1,14 @@
 import { fileURLToPath } from 'node:url';
-import { DAEMON_ENV_TUNING } from '../api/index.js';
+import { DAEMON_ENV_TUNING, KERNEL_CELLS } from '../api/index.js';
 import type { CellSpec } from '../manifest/index.js';
 
 /**
- * The kernel cells in the seed's boot order. Each boots after the previous one is ready. All but
- * the gateway live inside the daemon; the gateway runs as its own supervised process so that
- * proxy load never stalls the control plane and a gateway crash is restarted like any cell.
+ * The kernel cells (KERNEL_CELLS, from src/api) boot in the seed's order, each after the previous
+ * one is ready. All but the gateway live inside the daemon; the gateway runs as its own supervised
+ * process so that proxy load never stalls the control plane and a gateway crash is restarted like
+ * any cell.
  */
-export const KERNEL_CELLS = ['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer'] as const;
+export { KERNEL_CELLS };
 export type KernelCellName = (typeof KERNEL_CELLS)[number];
 
 export function isKernelCell(name: string): name is KernelCellName {

@@ -1,5 +1,6 @@
 import { createServer, request, Agent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, type Server } from 'node:http';
 import { hostname } from 'node:os';
+import { KERNEL_CELLS as KERNEL_CELL_NAMES } from '../api/index.js';
 
 /**
  * How long an instance may take to start its answer (the response head) after the last byte of
@@ -9,10 +10,10 @@ import { hostname } from 'node:os';
 export const UPSTREAM_HEADERS_TIMEOUT_MS = 60_000;
 
 /**
- * The kernel's cells (the daemon's KERNEL_CELLS, which the gateway does not import): never routed,
- * though the daemon lists them among the mesh's cells and the gateway itself has an endpoint.
+ * The kernel's cells (src/api's list, the daemon's too): never routed, though the daemon lists
+ * them among the mesh's cells and the gateway itself has an endpoint.
  */
-export const KERNEL_CELLS: ReadonlySet<string> = new Set(['builder', 'supervisor', 'registry', 'graph', 'gateway', 'observer']);
+export const KERNEL_CELLS: ReadonlySet<string> = new Set(KERNEL_CELL_NAMES);
 
 /** Methods a request without a body of which may be sent again to another instance (RFC 9110 9.2.2). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
