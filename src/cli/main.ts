@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ApiClient, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
@@ -101,7 +101,7 @@ program
   .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}]}')
   .action(async (opts: { json?: boolean }) => {
     const client = api();
-    const down = () => client.post<{ stopped: string[]; sequence: unknown[] }>('/v1/down', {}, { timeoutMs: 600_000 });
+    const down = () => client.post<{ stopped: string[]; sequence: unknown[]; pid: number }>('/v1/down', {}, { timeoutMs: 600_000 });
     progress('stopping the mesh (dependents first)');
     let result: Awaited<ReturnType<typeof down>>;
     try {
@@ -123,13 +123,23 @@ program
       progress('stopping the mesh (dependents first)');
       result = await down();
     }
+    // The daemon exits right after answering: `down` is done once it is gone (its socket goes
+    // first, so waiting for that alone let a check right after see the daemon still there).
+    for (let i = 0; i < 250 && isRunning(result.pid); i++) await new Promise((r) => setTimeout(r, 20));
     endProgress();
-    if (opts.json) printJson(result);
+    if (opts.json) printJson({ stopped: result.stopped, sequence: result.sequence });
     else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
-    // The daemon exits right after answering; wait until its socket is gone.
-    const socket = cellHomePaths(home()).socket;
-    for (let i = 0; i < 100 && existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
   });
+
+/** Whether process `pid` still runs (a zombie has ended; its parent has yet to reap it). */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !'ZX'.includes(stat[stat.lastIndexOf(')') + 2]);
+  } catch {
+    return false;
+  }
+}
 
 program
   .command('restart [cell]')

@@ -180,7 +180,8 @@ export class ApiServer {
     this.routes.set('POST /v1/down', async () => {
       const result = await d.shutdown();
       setImmediate(() => this.onShutdown());
-      return result;
+      // The caller waits for this process to be gone: its socket goes a moment before it does.
+      return { ...result, pid: process.pid };
     });
     this.routes.set('POST /v1/ready', (_q, _r, _u, body) => {
       const instance = body.instance;
