@@ -113,6 +113,13 @@ export interface EndpointsView {
   cells?: string[];
   /** A short digest of `cells`: the long poll answers at once when the set of cells changes. */
   cells_digest?: string;
+  /**
+   * The cells with no ready instance but one on its way (launching, restarting after a crash or
+   * a `cell restart`): the gateway holds their requests for a while instead of answering 503.
+   */
+  starting?: string[];
+  /** How long the gateway holds such a request (the manifest's `gateway.hold`). */
+  hold_ms?: number;
 }
 
 export interface ApplyResult {

@@ -4,6 +4,7 @@ export const STARTER_MANIFEST = `# cell.yaml: the cells of this mesh. Run \`cell
 
 # gateway:
 #   port: 8080            # the HTTP gateway routes /{cell}/... to ready instances (0 = any free port)
+#   hold: 10s             # a request for a cell that is restarting waits this long for it (0 = answer 503 at once)
 
 cells:
   db:

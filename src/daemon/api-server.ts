@@ -158,7 +158,7 @@ export class ApiServer {
       const knownCells = url.searchParams.get('cells');
       d.endpointsFollowed();
       if (waitMs > 0 && (knownCells === null || knownCells === this.cellsView().cells_digest)) await this.waitEndpointsOrCells(after, waitMs, knownCells);
-      return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView() };
+      return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView(), starting: d.startingCells(), hold_ms: d.gatewayHoldMs() };
     });
     this.routes.set('POST /v1/apply', async (_q, _r, _u, body) => {
       const result = await d.apply(stringField(body, 'file', true));

@@ -117,6 +117,10 @@ export class Daemon {
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
   private endpointWaiters = new Set<() => void>();
+  /** Cells a restart has stopped and not yet brought back: the gateway holds their requests. */
+  private readonly restarting = new Set<string>();
+  /** The cells last told to the gateway as starting (see startingCells), joined. */
+  private startingKey = '';
   private lastEndpointsAnswerAt = -Infinity;
   /** `cell up` waiting for the mesh to settle (waitSettled). */
   private settleWaiters = new Set<() => void>();
@@ -183,6 +187,7 @@ export class Daemon {
         this.controlPlane.schedule(() => this.controlPlaneSnapshot());
         if (this.settleWaiters.size > 0) this.checkSettled();
         for (const check of [...this.changeWaiters]) check();
+        this.noteStarting();
       },
       // A cell with a build runs its last build's output, whatever its sources say by now.
       versionFor: async (cell) => {
@@ -372,8 +377,12 @@ export class Daemon {
     const recs = this.supervisor.instances().filter((r) => r.cell === name);
     const running = recs.filter((r) => r.pid !== null && r.state !== 'paused' && r.index < (spec?.instances ?? 0));
     if (!spec || running.length <= 1) {
+      // Nothing serves meanwhile: the gateway holds the cell's requests until it is back.
+      this.restarting.add(name);
+      this.noteStarting();
       await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, reason)));
       this.supervisor.release([name]);
+      this.endRestartWhenBack(name);
       return;
     }
     // What does not run is simply started again; the running ones are replaced in turn.
@@ -492,9 +501,12 @@ export class Daemon {
       restarted = [name];
     } else {
       const graph = this.graph();
-      await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
       restarted = graph.topoOrder();
+      for (const cell of restarted) this.restarting.add(cell);
+      this.noteStarting();
+      await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
       this.supervisor.resumeReconciling(restarted);
+      for (const cell of restarted) this.endRestartWhenBack(cell);
     }
     return { restarted, awaited: restarted.filter((n) => this.isAwaited(n)) };
   }
@@ -610,6 +622,48 @@ export class Daemon {
   }
 
   // ---------------------------------------------------------------- endpoints (gateway watch)
+
+  /**
+   * The application cells with no instance to route to but one on its way (a first start, a
+   * restart after a crash, a `cell restart`): the gateway holds their requests a while rather
+   * than answering 503 at once.
+   */
+  startingCells(): string[] {
+    const starting = this.supervisor.startingCells();
+    for (const cell of this.restarting) if (this.supervisor.readyCount(cell) === 0) starting.add(cell);
+    return [...starting].filter((cell) => !isKernelCell(cell)).sort();
+  }
+
+  /** The manifest's `gateway.hold`; undefined before a manifest (the gateway keeps its default, the same). */
+  gatewayHoldMs(): number | undefined {
+    return this.manifest?.gateway.holdMs;
+  }
+
+  /** A change of the starting cells is news for the gateway, like a change of endpoints. */
+  private noteStarting(): void {
+    if (!this.supervisor) return;
+    const key = this.startingCells().join('\n');
+    if (key === this.startingKey) return;
+    this.startingKey = key;
+    this.endpointsChanged();
+  }
+
+  /**
+   * Ends the restart of `cell` once it is back (an instance ready), failed, paused, gone from the
+   * manifest, or after a minute: until then it counts as starting even while no instance of it
+   * is launching yet (stopped, waiting for its dependencies to come back first).
+   */
+  private endRestartWhenBack(cell: string): void {
+    const settled = () =>
+      this.shuttingDown ||
+      !this.supervisor.desiredCells.has(cell) ||
+      this.supervisor.readyCount(cell) > 0 ||
+      this.supervisor.instances().some((r) => r.cell === cell && (r.state === 'failed' || r.state === 'paused' || r.completed));
+    void this.waitFor(settled, 60_000).then(() => {
+      this.restarting.delete(cell);
+      this.noteStarting();
+    });
+  }
 
   private endpointsChanged(): void {
     this.endpointsRevision++;

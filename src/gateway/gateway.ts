@@ -10,12 +10,23 @@ import { KERNEL_CELLS as KERNEL_CELL_NAMES } from '../api/index.js';
 export const UPSTREAM_HEADERS_TIMEOUT_MS = 60_000;
 
 /**
+ * How long a request may wait for an instance of a cell that has none to send it to but one on
+ * its way (restarting after a crash, a `cell restart`, a first start), or whose instances refuse
+ * it because the routing table has not caught up yet. A restart takes a few hundred ms; past this
+ * the client gets its 503/502.
+ */
+export const HOLD_TIMEOUT_MS = 10_000; // the manifest's default `gateway.hold`: until the daemon has said
+
+/** The most requests held at once (across cells); more are answered at once. */
+export const MAX_HELD_REQUESTS = 1024;
+
+/**
  * The kernel's cells (src/api's list, the daemon's too): never routed, though the daemon lists
  * them among the mesh's cells and the gateway itself has an endpoint.
  */
 export const KERNEL_CELLS: ReadonlySet<string> = new Set(KERNEL_CELL_NAMES);
 
-/** Methods a request without a body of which may be sent again to another instance (RFC 9110 9.2.2). */
+/** Methods a request without a body of which may be sent again after a reset (RFC 9110 9.2.2, as nginx's proxy_next_upstream). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
@@ -34,17 +45,19 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeade
   return result;
 }
 
+function positiveMs(option: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`option ${option} must be a positive number of milliseconds, got ${String(value)}`);
+  return value;
+}
+
 function requestHasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
 }
 
-/**
- * Whether an upstream error came before the instance could have seen the request: a refused
- * connection, or a kept-alive socket the instance had closed (killed, restarted) when it was reused.
- */
-function isUnsent(err: NodeJS.ErrnoException, isReusedSocket: boolean): boolean {
-  return err.code === 'ECONNREFUSED' || (isReusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'));
+/** A connection error: refused, or reset or broken before the answer (an instance killed, restarting). */
+function isConnectionError(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EPIPE';
 }
 
 /** One client request on its way through the gateway, across the instances it is tried on. */
@@ -58,11 +71,17 @@ interface Exchange {
   tried: Set<string>;
   upstream: ClientRequest | null;
   isClientGone: boolean;
+  /** When it stops waiting for an instance (HOLD_TIMEOUT_MS after it came). */
+  holdUntil: number;
+  /** Ends the wait at `holdUntil`; set while the request is held. */
+  holdTimer: NodeJS.Timeout | null;
 }
 
 export interface GatewayOptions {
   /** How long an instance may take to send its response head; default UPSTREAM_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number;
+  /** How long a request may wait for an instance; default HOLD_TIMEOUT_MS. */
+  holdTimeoutMs?: number;
 }
 
 export interface RouteEndpoint {
@@ -76,34 +95,45 @@ export interface RouteEndpoint {
  * The gateway (the seed's Axon / Edge): `GET /{cell}/rest` is proxied to `/rest` on one ready
  * instance of `cell`, round-robin, with an `X-Mycelium-Edge` header on the answer. Its routing
  * table is replaced as a whole whenever the registry changes, so a request never sees half an update.
- * A cell the mesh does not have is a 404 (so is a kernel cell); a cell it has, with no ready
- * instance, a 503. A bodiless GET, HEAD or OPTIONS that an instance could not have received
- * (connection refused, a reused kept-alive socket found dead) is tried on the next instance;
- * anything else that fails before the answer is a 502, an instance silent for too long a 504.
- * Hop-by-hop headers stay on their side; X-Forwarded-For, -Host and -Proto are set.
+ * A cell the mesh does not have is a 404 (so is a kernel cell). A request no instance could have
+ * received is tried on the next: a refused connection (any method: the body is read from the
+ * client only once a connection stands); a bodiless GET, HEAD or OPTIONS is also tried again
+ * after a reset before its answer (safe to repeat). With no instance left to try, a request waits (up to
+ * HOLD_TIMEOUT_MS) while its cell has one on its way, as the daemon says, or while the routing
+ * table lags behind a crash; so a kill -9 of a cell's only instance costs its clients a short
+ * wait, not an error. Then a cell with no ready instance is a 503, one whose instances all failed
+ * the request a 502; an instance silent for too long is a 504. Hop-by-hop headers stay on their
+ * side; X-Forwarded-For, -Host and -Proto are set.
  */
 export class Gateway {
   private routes = new Map<string, RouteEndpoint[]>();
   /** The mesh's cells; null until the daemon has said (every cell counts as known then). */
   private cells: ReadonlySet<string> | null = null;
+  /** The cells with no ready instance but one on its way (the daemon says which). */
+  private starting: ReadonlySet<string> = new Set();
+  /** Requests waiting for an instance, in the order they came. */
+  private readonly held = new Set<Exchange>();
   private counters = new Map<string, number>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private server: Server | null = null;
   private readonly edgeId = `${hostname()}/${process.pid}`;
   private readonly headersTimeoutMs: number;
+  private holdTimeoutMs: number;
 
   constructor(options: GatewayOptions = {}) {
-    const timeout = options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS;
-    if (!Number.isFinite(timeout) || timeout <= 0) throw new TypeError(`option headersTimeoutMs must be a positive number of milliseconds, got ${String(timeout)}`);
-    this.headersTimeoutMs = timeout;
+    this.headersTimeoutMs = positiveMs('headersTimeoutMs', options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS);
+    this.holdTimeoutMs = options.holdTimeoutMs ?? HOLD_TIMEOUT_MS;
+    if (!Number.isFinite(this.holdTimeoutMs) || this.holdTimeoutMs < 0) throw new TypeError(`option holdTimeoutMs must be a number of milliseconds, got ${String(this.holdTimeoutMs)}`);
   }
 
   /**
    * Replaces the routing table. `cells`: every cell of the mesh, ready or not, so that a request
    * for another name is told the cell does not exist rather than that it is not ready; omitted,
    * the cells known before are kept (null: unknown, as from a daemon that does not send them).
+   * `starting`: the cells with an instance on its way and none ready (omitted: none). Held
+   * requests are tried again on the new table.
    */
-  setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null): void {
+  setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null, starting: readonly string[] = []): void {
     const next = new Map<string, RouteEndpoint[]>();
     for (const e of endpoints) {
       const list = next.get(e.cell) ?? [];
@@ -112,6 +142,21 @@ export class Gateway {
     }
     this.routes = next;
     if (cells !== undefined) this.cells = cells === null ? null : new Set(cells);
+    this.starting = new Set(starting);
+    if (this.held.size === 0) return;
+    const waiting = [...this.held];
+    this.held.clear();
+    for (const x of waiting) {
+      // A new table: the instances refused under the old one may be back (on the same port).
+      x.tried.clear();
+      this.forward(x);
+    }
+  }
+
+  /** How long a request that comes from now on may wait for an instance (0: not at all). */
+  setHoldTimeout(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new TypeError(`hold timeout must be a number of milliseconds, got ${String(ms)}`);
+    this.holdTimeoutMs = ms;
   }
 
   private isUnknownCell(cell: string): boolean {
@@ -140,12 +185,23 @@ export class Gateway {
       return;
     }
     const rest = url.slice(cell.length + 1) || '/';
-    const exchange: Exchange = { req, res, cell, path: rest.startsWith('/') ? rest : `/${rest}`, tried: new Set(), upstream: null, isClientGone: false };
+    const exchange: Exchange = {
+      req,
+      res,
+      cell,
+      path: rest.startsWith('/') ? rest : `/${rest}`,
+      tried: new Set(),
+      upstream: null,
+      isClientGone: false,
+      holdUntil: Date.now() + this.holdTimeoutMs,
+      holdTimer: null,
+    };
     // A client that goes away before its answer is complete aborts the upstream request.
     res.once('close', () => {
       if (res.writableFinished) return;
       exchange.isClientGone = true;
       exchange.upstream?.destroy();
+      this.unhold(exchange);
     });
     this.forward(exchange);
   }
@@ -154,16 +210,16 @@ export class Gateway {
     const { req, res, cell } = x;
     const target = this.pick(cell, x.tried);
     if (!target) {
-      if (x.tried.size > 0) this.fail(res, 502, `no instance of ${cell} answered`);
-      else if (this.isUnknownCell(cell)) this.fail(res, 404, `no cell named ${JSON.stringify(cell)}`);
-      else this.fail(res, 503, `no ready instance of cell ${cell}`);
+      this.noInstance(x);
       return;
     }
+    this.unhold(x);
     const hasBody = requestHasBody(req);
     const upstream = request({ host: '127.0.0.1', port: target.port, path: x.path, method: req.method, headers: this.upstreamHeaders(req, hasBody), agent: this.agent });
     x.upstream = upstream;
     let isAnswered = false;
     let timedOut = false;
+    let isBodyRead = false;
     const headersTimer = setTimeout(() => {
       timedOut = true;
       upstream.destroy();
@@ -186,7 +242,9 @@ export class Gateway {
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(headersTimer);
       if (timedOut || x.isClientGone) return;
-      if (!isAnswered && !hasBody && SAFE_METHODS.has(req.method ?? '') && isUnsent(err, upstream.reusedSocket)) {
+      const isRefused = err.code === 'ECONNREFUSED' && !isBodyRead;
+      // A reset may come after the instance acted on the request: only a safe one is sent again.
+      if (!isAnswered && (isRefused || (!hasBody && SAFE_METHODS.has(req.method ?? '') && isConnectionError(err)))) {
         x.tried.add(target.url);
         this.forward(x);
         return;
@@ -198,11 +256,59 @@ export class Gateway {
       upstream.end();
       return;
     }
-    // A slow upload is not a silent instance: the wait for the answer counts from the last byte sent.
-    req.on('data', () => {
-      if (!isAnswered && !timedOut) headersTimer.refresh();
+    // The body is read from the client only once a connection to the instance stands: a refused
+    // one then leaves it unread, and the request can go to another instance whatever its method.
+    const sendBody = () => {
+      isBodyRead = true;
+      // A slow upload is not a silent instance: the wait for the answer counts from the last byte sent.
+      req.on('data', () => {
+        if (!isAnswered && !timedOut) headersTimer.refresh();
+      });
+      req.pipe(upstream);
+    };
+    upstream.once('socket', (socket) => {
+      if (socket.connecting) socket.once('connect', sendBody);
+      else sendBody();
     });
-    req.pipe(upstream);
+  }
+
+  /**
+   * No instance of `x`'s cell to send it to (none ready, or all refused it): it waits for the
+   * next routing table while its cell has an instance on its way, or while the table may be
+   * behind (an instance refused it: it died, and the daemon's word of it is still coming), up
+   * to its hold deadline; else it gets its answer now.
+   */
+  private noInstance(x: Exchange): void {
+    const { res, cell } = x;
+    if (this.isUnknownCell(cell)) {
+      this.unhold(x);
+      this.fail(res, 404, `no cell named ${JSON.stringify(cell)}`);
+      return;
+    }
+    const mayCome = this.starting.has(cell) || x.tried.size > 0;
+    const remainingMs = x.holdUntil - Date.now();
+    if (mayCome && remainingMs > 0 && (x.holdTimer !== null || this.held.size < MAX_HELD_REQUESTS)) {
+      this.held.add(x);
+      x.holdTimer ??= setTimeout(() => {
+        if (!this.held.delete(x)) return;
+        x.holdTimer = null;
+        this.answerNoInstance(x, ` (waited ${this.holdTimeoutMs / 1000} s)`);
+      }, remainingMs);
+      return;
+    }
+    this.unhold(x);
+    this.answerNoInstance(x, '');
+  }
+
+  private answerNoInstance(x: Exchange, waited: string): void {
+    if (x.tried.size > 0) this.fail(x.res, 502, `no instance of ${x.cell} answered${waited}`);
+    else this.fail(x.res, 503, `no ready instance of cell ${x.cell}${waited}`);
+  }
+
+  private unhold(x: Exchange): void {
+    this.held.delete(x);
+    if (x.holdTimer) clearTimeout(x.holdTimer);
+    x.holdTimer = null;
   }
 
   /** The request's end-to-end headers, with the X-Forwarded-* set of a proxy that serves plain HTTP. */
@@ -237,6 +343,10 @@ export class Gateway {
   }
 
   close(): Promise<void> {
+    for (const x of [...this.held]) {
+      this.unhold(x);
+      this.answerNoInstance(x, ' (the gateway is stopping)');
+    }
     return new Promise((resolve) => {
       this.agent.destroy();
       if (!this.server) return resolve();

@@ -23,7 +23,8 @@ async function follow(): Promise<void> {
       const view = await api.get<EndpointsView>(`/v1/endpoints?after=${revision}&wait=25000${known}`, { timeoutMs: 30_000 });
       revision = view.revision;
       cellsDigest = view.cells_digest;
-      gateway.setEndpoints(view.endpoints, view.cells ?? null);
+      if (view.hold_ms !== undefined) gateway.setHoldTimeout(view.hold_ms);
+      gateway.setEndpoints(view.endpoints, view.cells ?? null, view.starting ?? []);
     } catch {
       // Daemon restarting or away: keep the last routes and try again shortly.
       revision = -1;

@@ -164,7 +164,7 @@ function toMeshSpec(absFile: string, cells: CellSpec[], data: z.output<typeof ma
     file: absFile,
     dir: path.dirname(absFile),
     cells,
-    gateway: { port: data.gateway.port },
+    gateway: { port: data.gateway.port, holdMs: data.gateway.hold },
     versionCheckIntervalMs: data.version_check_interval,
     logs: { maxBytes: data.logs.max_size, keep: data.logs.keep },
   };

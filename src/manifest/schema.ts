@@ -21,6 +21,8 @@ export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
 
 export const DEFAULTS = {
   gatewayPort: 0,
+  /** How long the gateway holds a request for a cell that is coming back (src/gateway says why). */
+  gatewayHoldMs: 10_000,
   versionCheckIntervalMs: 60_000,
   logMaxBytes: 10 * 1024 * 1024,
   logKeep: 3,
@@ -271,6 +273,7 @@ export const cellObject = z.strictObject({
 
 export const gatewayObject = z.strictObject({
   port: integer(0, 65535).default(DEFAULTS.gatewayPort),
+  hold: duration().default(DEFAULTS.gatewayHoldMs),
 });
 
 export const logsObject = z.strictObject({

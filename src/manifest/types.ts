@@ -73,7 +73,8 @@ export interface MeshSpec {
   /** Directory of the manifest; relative `cwd`s resolve against it. */
   dir: string;
   cells: CellSpec[];
-  gateway: { port: number };
+  /** `holdMs`: how long a request may wait for a cell with no ready instance but one on its way (0: not at all). */
+  gateway: { port: number; holdMs: number };
   /** Seed: the version loop runs every 60 s. */
   versionCheckIntervalMs: number;
   logs: { maxBytes: number; keep: number };

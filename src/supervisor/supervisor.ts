@@ -147,6 +147,22 @@ export class Supervisor {
     return servingCount(cell, this.desired, this.records);
   }
 
+  /**
+   * The cells with no instance to route to but one on its way: launching, waiting out a restart
+   * backoff, or being replaced after failing its health check. (Not a failed, paused or stopped
+   * one: nothing is coming there by itself.)
+   */
+  startingCells(): Set<string> {
+    const coming = new Set<string>();
+    const routable = new Set<string>();
+    for (const rec of this.records.values()) {
+      if (rec.state === 'ready' && !rec.killedForHealth) routable.add(rec.cell);
+      else if (rec.state === 'launching' || rec.state === 'backoff' || rec.killedForHealth) coming.add(rec.cell);
+    }
+    for (const cell of routable) coming.delete(cell);
+    return coming;
+  }
+
   /** Whether any instance of an application cell is in a crash loop (`failed`). */
   hasFailedInstance(isApp: (cell: string) => boolean): boolean {
     for (const rec of this.records.values()) if (rec.state === 'failed' && isApp(rec.cell)) return true;

@@ -360,6 +360,8 @@ describe('e2e bad input', { concurrency: true }, () => {
 
   test('e2e bad input - the gateway answers 404 for a cell the mesh does not have, 503 for one with no ready instance', async () => {
     const stuck = (name: string) => `  ${name}:\n    run: node fixtures/slow-ready.mjs\n    env: { READY_AFTER_MS: "600000" }\n    health: { http: { path: / }, interval: 200ms, grace: 10m }\n`;
+    // A cell on its way (launching) has its requests held this long before the 503.
+    const MESH = `gateway: { hold: 500ms }\n${DB_API_MESH}`;
     await using mesh = new MeshHarness(`${MESH}${stuck('stuck')}`);
     await mesh.ok(['up', '--no-wait']);
     const port = await waitUntil('the gateway', async () => {
@@ -375,18 +377,18 @@ describe('e2e bad input', { concurrency: true }, () => {
 
     await gatewayError('/nope/', 404, 'no cell named "nope"');
     await gatewayError('/nope/deeper?x=1', 404, 'no cell named "nope"');
-    await gatewayError('/stuck/', 503, 'no ready instance of cell stuck');
+    await gatewayError('/stuck/', 503, 'no ready instance of cell stuck (waited 0.5 s)');
 
     // A cell applied later is known at once (the gateway's long poll wakes on a new set of cells,
     // not only on new endpoints, which a cell that is not ready has none of).
     await mesh.ok(['-f', mesh.writeManifest(`${MESH}${stuck('stuck')}${stuck('late')}`, 'more.yaml'), 'up', '--no-wait']);
     await waitUntil('the gateway knows late', async () => (await httpGet(port, '/late/')).status === 503, 5000);
-    await gatewayError('/late/', 503, 'no ready instance of cell late');
+    await gatewayError('/late/', 503, 'no ready instance of cell late (waited 0.5 s)');
     await gatewayError('/nope/', 404, 'no cell named "nope"');
 
     // Out of the manifest, late still runs (still a cell of the mesh) until a prune stops it.
     await mesh.ok(['-f', mesh.writeManifest(`${MESH}${stuck('stuck')}`, 'less.yaml'), 'up', '--no-wait']);
-    await gatewayError('/late/', 503, 'no ready instance of cell late');
+    await gatewayError('/late/', 503, 'no ready instance of cell late (waited 0.5 s)');
     await mesh.ok(['prune']);
     await waitUntil('the gateway forgets late', async () => (await httpGet(port, '/late/')).status === 404, 5000);
     await gatewayError('/late/', 404, 'no cell named "late"');

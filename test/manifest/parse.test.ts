@@ -31,7 +31,7 @@ test('manifest parse - a minimal manifest gets every default', () => {
         source: [],
       },
     ],
-    gateway: { port: 0 },
+    gateway: { port: 0, holdMs: 10_000 },
     versionCheckIntervalMs: 60000,
     logs: { maxBytes: 10 * 1024 * 1024, keep: 3 },
   });
@@ -41,6 +41,7 @@ test('manifest parse - a full manifest maps snake_case to the normalized spec', 
   const mesh = parseManifest(
     `gateway:
   port: 8080
+  hold: 0
 version_check_interval: 90s
 logs: { max_size: 512KB, keep: 0 }
 cells:
@@ -63,7 +64,7 @@ cells:
 `,
     'cell.yaml',
   );
-  assert.deepEqual(mesh.gateway, { port: 8080 });
+  assert.deepEqual(mesh.gateway, { port: 8080, holdMs: 0 });
   assert.equal(mesh.versionCheckIntervalMs, 90_000);
   assert.deepEqual(mesh.logs, { maxBytes: 512 * 1024, keep: 0 });
   assert.deepEqual(cell(mesh, 'db').health, { kind: 'exec', command: 'pg_isready', intervalMs: 1500, timeoutMs: 250, retries: 5, graceMs: 120_000 });
@@ -192,7 +193,7 @@ cells:
   assert.equal(web.health.kind, 'process');
   assert.equal(web.restart.policy, 'always');
   assert.equal(web.stop.signal, 'SIGTERM');
-  assert.deepEqual(mesh.gateway, { port: 0 });
+  assert.deepEqual(mesh.gateway, { port: 0, holdMs: 10_000 });
 });
 
 test('manifest parse - max_backoff follows a long backoff when not set', () => {
