@@ -18,6 +18,9 @@ cells:
   api:
     run: node -e "require('http').createServer((q,s)=>s.end('api ok\\\\n')).listen(process.env.PORT)"
     depends_on: [db]      # starts once every db instance is healthy; paused while db is down
+    # depends_on:         # the long form, for a one-shot job (restart policy on-failure or never):
+    #   db: {}
+    #   migrate: { condition: completed }   # starts once migrate has run and exited 0
     instances: 2
     health:
       http: { path: / }   # 2xx on GET http://127.0.0.1:$PORT/

@@ -976,8 +976,9 @@ export class Daemon {
     } else if (state === 'waiting' && desired?.spec.lazy && !desired.activated) {
       reason = 'lazy: starts on its first discovery';
     } else if (state === 'waiting') {
-      const waitingOn = dependsOn.filter((d) => !this.isCellHealthy(d));
-      reason = waitingOn.length ? `waiting for ${waitingOn.join(', ')}` : 'starting';
+      const waitingOn = dependsOn.filter((d) => (desired ? !this.supervisor.dependencyMet(desired.spec, d) : !this.isCellHealthy(d)));
+      const awaited = (d: string) => (desired?.spec.awaitsCompletionOf?.includes(d) ? `${d} (to complete)` : d);
+      reason = waitingOn.length ? `waiting for ${waitingOn.map(awaited).join(', ')}` : 'starting';
     }
     const running = live.filter((r) => r.version);
     const completed = wanted > 0 && live.filter((r) => r.index < wanted && r.state === 'stopped' && r.completed).length >= wanted;

@@ -6,5 +6,5 @@ export { loadManifest, parseManifest, readManifestText } from './load.js';
 export { ManifestError } from './errors.js';
 export type { ManifestErrorFields } from './errors.js';
 export { formatDuration, parseDuration, formatSize, parseSize, MAX_DURATION_MS } from './duration.js';
-export { CELL_NAME_PATTERN, RESERVED_CELL_NAMES, STOP_SIGNALS, DEFAULTS } from './schema.js';
+export { CELL_NAME_PATTERN, RESERVED_CELL_NAMES, STOP_SIGNALS, DEFAULTS, DEPENDENCY_CONDITIONS } from './schema.js';
 export type * from './types.js';

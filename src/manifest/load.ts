@@ -139,7 +139,7 @@ export function parseWithPositions(source: string, file: string): MeshSpec {
     graph = new DependencyGraph(cells);
   } catch (err) {
     if (!(err instanceof UnknownDependencyError)) throw err;
-    const index = data.cells[err.cell].depends_on.indexOf(err.dependency);
+    const index = data.cells[err.cell].depends_on.find((d) => d.name === err.dependency)!.key;
     const names = cells.map((c) => c.name).sort(compareNames);
     const listed = names.length > MAX_LISTED_CELLS ? `${names.slice(0, MAX_LISTED_CELLS).join(', ')}, ...` : names.join(', ');
     problems.push({
@@ -263,14 +263,23 @@ function checkDirectories(cells: Record<string, RawCell>, dir: string): Problem[
   return problems;
 }
 
-/** What the graph does not report the way a manifest author needs: self and repeated dependencies. */
+/**
+ * What the graph does not report the way a manifest author needs: self and repeated
+ * dependencies, and a completion awaited of a cell that never completes.
+ */
 function checkDependencies(cells: Record<string, RawCell>): Problem[] {
   const problems: Problem[] = [];
   for (const [name, cell] of Object.entries(cells)) {
     cell.depends_on.forEach((dep, i) => {
-      const at: KeyPath = ['cells', name, 'depends_on', i];
-      if (dep === name) problems.push({ path: at, reason: `a cell cannot depend on itself ("${name}")` });
-      else if (cell.depends_on.indexOf(dep) < i) problems.push({ path: at, reason: `${quoteSnippet(dep)} is listed twice` });
+      const at: KeyPath = ['cells', name, 'depends_on', dep.key];
+      if (dep.name === name) problems.push({ path: at, reason: `a cell cannot depend on itself ("${name}")` });
+      else if (cell.depends_on.findIndex((d) => d.name === dep.name) < i) problems.push({ path: at, reason: `${quoteSnippet(dep.name)} is listed twice` });
+      else if (dep.condition === 'completed' && cells[dep.name]?.restart.policy === 'always') {
+        problems.push({
+          path: [...at, 'condition'],
+          reason: `${dep.name} never completes: its restart policy is always (a clean exit starts it again); give it restart: { policy: on-failure } or never, or wait for it healthy`,
+        });
+      }
     });
   }
   return problems;
@@ -305,7 +314,8 @@ function toCellSpec(name: string, cell: RawCell, dir: string): CellSpec {
     run: cell.run,
     cwd: cell.cwd === undefined ? dir : path.resolve(dir, cell.cwd),
     env: { ...cell.env },
-    dependsOn: [...cell.depends_on],
+    dependsOn: cell.depends_on.map((d) => d.name),
+    awaitsCompletionOf: cell.depends_on.filter((d) => d.condition === 'completed').map((d) => d.name),
     instances: cell.instances,
     health: toHealth(cell.health),
     restart: {

@@ -18,6 +18,8 @@ export const RESERVED_CELL_NAMES: readonly string[] = ['builder', 'supervisor', 
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGKILL'];
 export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
+/** What a cell waits for of a dependency: its instances ready (or done), or its one-shot run completed. */
+export const DEPENDENCY_CONDITIONS = ['healthy', 'completed'] as const;
 
 export const DEFAULTS = {
   gatewayPort: 0,
@@ -257,11 +259,39 @@ const globs = z.preprocess(
     .default([]),
 );
 
+const dependencyCondition = z.enum(DEPENDENCY_CONDITIONS, {
+  error: (iss) => `expected ${DEPENDENCY_CONDITIONS.join(' or ')}, got ${describeValue(iss.input)}`,
+});
+const dependencyMap = z.record(nonEmptyString, absentIfNull(z.strictObject({ condition: dependencyCondition.default('healthy') }).prefault({})));
+
+/**
+ * `depends_on`: a list of cell names (each waited for healthy), or compose's long form, a map of
+ * cell name to `{ condition: healthy | completed }`. Either way a list of dependencies, each with
+ * the key it has in the file (its index in a list, its name in a map) for messages.
+ */
+const dependsOn = z
+  .union([z.array(nonEmptyString), dependencyMap], {
+    error: (iss) => {
+      if (iss.code !== 'invalid_union') return undefined;
+      // A map with a bad entry: that entry's own problem, not "neither a list nor a map".
+      if (iss.input !== null && typeof iss.input === 'object' && !Array.isArray(iss.input)) {
+        const inner = dependencyMap.safeParse(iss.input);
+        if (!inner.success) return `${inner.error.issues[0].path.join('.')}: ${inner.error.issues[0].message}`;
+      }
+      return `expected a list of cell names or a map of cell name to { condition: ${DEPENDENCY_CONDITIONS.join(' | ')} }, got ${describeValue(iss.input)}`;
+    },
+  })
+  .transform((deps) =>
+    Array.isArray(deps)
+      ? deps.map((name, key) => ({ name, condition: 'healthy' as const, key: key as string | number }))
+      : Object.entries(deps).map(([name, entry]) => ({ name, condition: entry.condition, key: name as string | number })),
+  );
+
 export const cellObject = z.strictObject({
   run: nonEmptyString,
   cwd: nonEmptyString.optional(),
   env: absentIfNull(z.record(envName, envValue).default({})),
-  depends_on: absentIfNull(z.array(nonEmptyString).default([])),
+  depends_on: absentIfNull(dependsOn.default([])),
   instances: integer(1, 1000).default(DEFAULTS.instances),
   health: absentIfNull(health.optional()),
   restart: absentIfNull(restart.prefault({})),

@@ -53,6 +53,12 @@ export interface CellSpec {
   cwd: string;
   env: Record<string, string>;
   dependsOn: string[];
+  /**
+   * The dependencies (among `dependsOn`) whose run must have completed (a one-shot job's clean
+   * exit, e.g. a migration) before this cell starts, not merely be healthy. Absent in a spec an
+   * older daemon stored: none.
+   */
+  awaitsCompletionOf?: string[];
   instances: number;
   health: HealthSpec;
   restart: RestartSpec;

@@ -9,7 +9,7 @@ export type {
   ReconcileResult,
   TransitionEvent,
 } from './types.js';
-export { reconcile, instanceKey, isCellHealthy, readyCount, servingCount } from './reconcile.js';
+export { reconcile, instanceKey, isCellCompleted, isCellHealthy, isDependencyMet, readyCount, servingCount } from './reconcile.js';
 export {
   announcedReady,
   backoffDelay,

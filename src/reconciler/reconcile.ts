@@ -1,4 +1,4 @@
-import type { Action, Desired, InstanceRecord, ReconcileResult } from './types.js';
+import type { Action, Desired, DesiredCell, InstanceRecord, ReconcileResult } from './types.js';
 
 /** Key of an instance in maps and in the store: `<cell>/<index>`. */
 export function instanceKey(cell: string, index: number): string {
@@ -29,6 +29,25 @@ export function servingCount(cell: string, desired: Desired, observed: Map<strin
   return serving;
 }
 
+/** Whether every instance of `cell` the manifest asks for has completed its run (a one-shot job done). */
+export function isCellCompleted(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
+  const want = desired.cells.get(cell)?.spec.instances ?? 0;
+  if (want === 0) return false;
+  for (let i = 0; i < want; i++) {
+    const rec = observed.get(instanceKey(cell, i));
+    if (rec?.state !== 'stopped' || rec.completed !== true) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether `dependent` may start as far as its dependency `dep` goes: `dep` completed, when
+ * `dependent` waits for that (`depends_on: {dep: {condition: completed}}`), else healthy.
+ */
+export function isDependencyMet(dependent: DesiredCell['spec'], dep: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
+  return dependent.awaitsCompletionOf?.includes(dep) ? isCellCompleted(dep, desired, observed) : isCellHealthy(dep, desired, observed);
+}
+
 /** A cell is healthy when every instance the manifest asks for is ready (or has completed its run). */
 export function isCellHealthy(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
   const want = desired.cells.get(cell)?.spec.instances ?? 0;
@@ -41,7 +60,8 @@ export function isCellHealthy(cell: string, desired: Desired, observed: Map<stri
  * thousands of fabricated states.
  *
  * Rules, per instance of each desired cell:
- * - absent or due in backoff → start, once every dependency is healthy (all its instances ready);
+ * - absent or due in backoff → start, once every dependency is healthy (all its instances ready),
+ *   or completed where the cell waits for that (a one-shot job such as a migration);
  * - launching for longer than the health grace → kill (counted as a failure);
  * - launching or ready while a dependency is down (no ready instance, or itself paused for a
  *   dependency of its own: transitively, in the same pass) → pause; paused while every
@@ -74,7 +94,7 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     // A lazy cell waits for its first discovery (socket activation).
     if (cell.spec.lazy && !cell.activated) continue;
     const deps = cell.spec.dependsOn;
-    const depsHealthy = deps.every((d) => isCellHealthy(d, desired, observed));
+    const depsHealthy = deps.every((d) => isDependencyMet(cell.spec, d, desired, observed));
     const downDep = deps.find(isDown);
 
     for (let i = 0; i < cell.spec.instances; i++) {

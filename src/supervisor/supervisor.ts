@@ -17,6 +17,7 @@ import {
   probePassed,
   readyCount,
   servingCount,
+  isDependencyMet,
   reconcile,
   released,
   resumed,
@@ -140,6 +141,11 @@ export class Supervisor {
   /** Ready instances of `cell` among the ones the manifest asks for (the reconciler's count). */
   readyCount(cell: string): number {
     return readyCount(cell, this.desired, this.records);
+  }
+
+  /** Whether `dependent` may start as far as its dependency `dep` goes (healthy, or completed where it waits for that). */
+  dependencyMet(dependent: CellSpec, dep: string): boolean {
+    return isDependencyMet(dependent, dep, this.desired, this.records);
   }
 
   /** Ready instances of `cell` and ones whose one-shot run completed: what its dependents need. */

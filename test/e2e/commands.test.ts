@@ -618,3 +618,28 @@ cells:
   assert.equal(flaky.status, 503);
   assert.ok(Date.now() - started < 1000, `answered after ${Date.now() - started} ms`);
 });
+
+test('e2e commands - depends_on with condition completed: the app starts after the migration ends, not while it runs', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  migrate:
+    run: sh -c 'echo "$(date +%s%3N) start" >> order.log; sleep 1.5; echo "$(date +%s%3N) done" >> order.log'
+    restart: { policy: on-failure }
+  app:
+    run: sh -c 'echo "$(date +%s%3N) app" >> order.log; exec node fixtures/service.mjs'
+    depends_on:
+      migrate: { condition: completed }
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up', '--no-wait']);
+  const waiting = await waitUntil('app waiting for the migration', async () => {
+    const app = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'app');
+    return app?.reason?.includes('migrate') ? app : undefined;
+  });
+  assert.equal(waiting.reason, 'waiting for migrate (to complete)');
+  assert.match(await mesh.ok(['up', '--timeout', '30s']), /mesh up: 2 cells healthy/);
+  const lines = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' '));
+  assert.deepEqual(lines.map((l) => l[1]), ['start', 'done', 'app'], 'the app started once the migration was done');
+  assert.ok(Number(lines[2][0]) >= Number(lines[1][0]));
+  assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
+});

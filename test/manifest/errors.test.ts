@@ -519,3 +519,37 @@ test('manifest errors - every quoted piece of the source is cut to 80 characters
     assert.ok(err.message.length < 400, `message of ${err.message.length} characters: ${err.message}`);
   }
 });
+
+test('manifest errors - depends_on in its long form: a bad condition, a completion that never comes, an unknown or repeated cell', () => {
+  const mesh = (deps: string, migrateRestart = 'restart: { policy: on-failure }') => `cells:
+  migrate:
+    run: ./migrate
+    ${migrateRestart}
+  api:
+    run: node api.js
+    depends_on:
+${deps}
+`;
+  expectManifestError(mesh('      migrate: { condition: done }'), {
+    key: 'cells.api.depends_on',
+    line: 7,
+    says: 'migrate.condition: expected healthy or completed, got "done"',
+  });
+  expectManifestError(mesh('      migrate: { condition: completed }', ''), {
+    key: 'cells.api.depends_on.migrate.condition',
+    line: 8,
+    says: 'migrate never completes: its restart policy is always',
+  });
+  expectManifestError(mesh('      migrate: { condition: completed }\n      cache: {}'), {
+    key: 'cells.api.depends_on.cache',
+    line: 9,
+    says: 'unknown cell "cache" (cells: api, migrate)',
+  });
+  expectManifestError(mesh('      api: { condition: healthy }'), { key: 'cells.api.depends_on.api', line: 8, says: 'a cell cannot depend on itself ("api")' });
+  expectManifestError(mesh('      migrate: { wait: completed }'), { key: 'cells.api.depends_on.migrate.wait', line: 8, says: 'unknown key "wait"' });
+  expectManifestError('cells:\n  api:\n    run: x\n    depends_on: 5\n', {
+    key: 'cells.api.depends_on',
+    line: 4,
+    says: 'expected a list of cell names or a map of cell name to { condition: healthy | completed }, got 5',
+  });
+});

@@ -24,6 +24,7 @@ test('manifest parse - a minimal manifest gets every default', () => {
         cwd: dir,
         env: {},
         dependsOn: [],
+        awaitsCompletionOf: [],
         instances: 1,
         health: { kind: 'process', intervalMs: 5000, timeoutMs: 2000, retries: 3, graceMs: 30000 },
         restart: { policy: 'always', backoffMs: 2000, maxBackoffMs: 60000, maxRetries: 5, resetAfterMs: 30000 },
@@ -70,6 +71,7 @@ cells:
   assert.deepEqual(cell(mesh, 'db').health, { kind: 'exec', command: 'pg_isready', intervalMs: 1500, timeoutMs: 250, retries: 5, graceMs: 120_000 });
   const api = cell(mesh, 'api');
   assert.deepEqual(api.dependsOn, ['db']);
+  assert.deepEqual(api.awaitsCompletionOf, []);
   assert.equal(api.instances, 3);
   assert.deepEqual(api.restart, { policy: 'on-failure', backoffMs: 500, maxBackoffMs: 10_000, maxRetries: 0, resetAfterMs: 90_000 });
   assert.deepEqual(api.stop, { signal: 'SIGINT', timeoutMs: 1000, killAfterMs: 0 });
@@ -236,4 +238,29 @@ test('manifest parse - a byte order mark is ignored', () => {
   const mesh = parseManifest('\uFEFFcells:\n  web:\n    run: x\n', 'cell.yaml');
   assert.equal(cell(mesh, 'web').run, 'x');
   assert.throws(() => parseManifest('\uFEFFcells:\n  web:\n    rn: x\n', 'cell.yaml'), /cell\.yaml:2:3: cells\.web\.run: required key is missing$/);
+});
+
+test('manifest parse - depends_on in compose\'s long form: a map of cell name to { condition }', () => {
+  const mesh = parseManifest(
+    `cells:
+  migrate:
+    run: ./migrate
+    restart: { policy: on-failure }
+  seed:
+    run: ./seed
+    restart: { policy: never }
+  db:
+    run: postgres
+  api:
+    run: node api.js
+    depends_on:
+      db:
+      migrate: { condition: completed }
+      seed: { condition: healthy }
+`,
+    'cell.yaml',
+  );
+  const api = cell(mesh, 'api');
+  assert.deepEqual(api.dependsOn, ['db', 'migrate', 'seed']);
+  assert.deepEqual(api.awaitsCompletionOf, ['migrate']);
 });

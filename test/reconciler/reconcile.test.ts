@@ -233,6 +233,32 @@ test('reconciler - a one-shot job that completed serves its dependents; one that
   assert.equal(w3.state('app'), undefined, 'a failed job does not');
 });
 
+test('reconciler - a cell that waits for a job to complete starts only once it has, not while it runs', () => {
+  const onFailure = { policy: 'on-failure' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
+  const w = new World(
+    fake.desired(
+      fake.cell('migrate', { restart: onFailure }),
+      fake.cell('db'),
+      fake.cell('app', { dependsOn: ['db', 'migrate'], awaitsCompletionOf: ['migrate'] }),
+    ),
+  );
+  w.healthy.add('migrate');
+  w.healthy.add('db');
+  w.healthy.add('app');
+  w.settle();
+  assert.equal(w.state('migrate'), 'ready');
+  assert.equal(w.state('app'), undefined, 'the job runs (ready): app waits for its completion');
+  // A failed run is retried (on-failure); app still waits.
+  w.crash('migrate', 0, { code: 1, signal: null });
+  w.clock.advance(20);
+  w.settle();
+  assert.equal(w.state('app'), undefined);
+  w.crash('migrate', 0, { code: 0, signal: null });
+  w.settle();
+  assert.equal(w.state('migrate'), 'stopped');
+  assert.equal(w.state('app'), 'ready', 'started on the completion');
+});
+
 test('reconciler - scale down stops the extra instances, then forgets them', () => {
   const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
   w.healthy.add('api');
