@@ -382,7 +382,7 @@ export class Daemon {
       this.noteStarting();
       await Promise.all(recs.map((r) => this.supervisor.stopInstance(r.cell, r.index, reason)));
       this.supervisor.release([name]);
-      this.endRestartWhenBack(name);
+      this.endRestartsWhenBack([name]);
       return;
     }
     // What does not run is simply started again; the running ones are replaced in turn.
@@ -502,11 +502,13 @@ export class Daemon {
     } else {
       const graph = this.graph();
       restarted = graph.topoOrder();
-      for (const cell of restarted) this.restarting.add(cell);
+      // Those that come back by themselves (not a lazy cell not yet activated, nor one scaled to 0).
+      const returning = restarted.filter((n) => this.isAwaited(n) && (this.supervisor.desiredCells.get(n)?.spec.instances ?? 0) > 0);
+      for (const cell of returning) this.restarting.add(cell);
       this.noteStarting();
       await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
       this.supervisor.resumeReconciling(restarted);
-      for (const cell of restarted) this.endRestartWhenBack(cell);
+      this.endRestartsWhenBack(returning);
     }
     return { restarted, awaited: restarted.filter((n) => this.isAwaited(n)) };
   }
@@ -649,18 +651,29 @@ export class Daemon {
   }
 
   /**
-   * Ends the restart of `cell` once it is back (an instance ready), failed, paused, gone from the
-   * manifest, or after a minute: until then it counts as starting even while no instance of it
-   * is launching yet (stopped, waiting for its dependencies to come back first).
+   * Ends the restart of each of `cells` once it is back (an instance ready), failed, paused, done
+   * (a one-shot job), gone from the manifest, or after a minute: until then it counts as starting
+   * even while no instance of it is launching yet (stopped, waiting for its dependencies to come
+   * back first). One waiter for all of them: a restart of the whole mesh is one pass over the
+   * instances per change, not one per cell.
    */
-  private endRestartWhenBack(cell: string): void {
-    const settled = () =>
-      this.shuttingDown ||
-      !this.supervisor.desiredCells.has(cell) ||
-      this.supervisor.readyCount(cell) > 0 ||
-      this.supervisor.instances().some((r) => r.cell === cell && (r.state === 'failed' || r.state === 'paused' || r.completed));
-    void this.waitFor(settled, 60_000).then(() => {
-      this.restarting.delete(cell);
+  private endRestartsWhenBack(cells: string[]): void {
+    const pending = new Set(cells);
+    const allBack = () => {
+      const back = new Set<string>();
+      for (const r of this.supervisor.instances()) {
+        if (pending.has(r.cell) && (r.state === 'ready' || r.state === 'failed' || r.state === 'paused' || r.completed)) back.add(r.cell);
+      }
+      for (const cell of pending) {
+        if (this.shuttingDown || back.has(cell) || !this.supervisor.desiredCells.has(cell)) {
+          pending.delete(cell);
+          this.restarting.delete(cell);
+        }
+      }
+      return pending.size === 0;
+    };
+    void this.waitFor(allBack, 60_000).then(() => {
+      for (const cell of pending) this.restarting.delete(cell);
       this.noteStarting();
     });
   }
