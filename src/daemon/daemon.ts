@@ -506,7 +506,7 @@ export class Daemon {
       const returning = restarted.filter((n) => this.isAwaited(n) && (this.supervisor.desiredCells.get(n)?.spec.instances ?? 0) > 0);
       for (const cell of returning) this.restarting.add(cell);
       this.noteStarting();
-      await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested');
+      await this.supervisor.stopAll(graph.levels().reverse(), 'restart requested', { rerunsJobs: true });
       this.supervisor.resumeReconciling(restarted);
       this.endRestartsWhenBack(returning);
     }

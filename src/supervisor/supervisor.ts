@@ -871,7 +871,7 @@ export class Supervisor {
   }
 
   /** Stops every instance, level by level (each level's instances in parallel). Halts the reconciler first. */
-  async stopAll(levels: string[][], reason: string, options: { endsRun?: boolean } = {}): Promise<void> {
+  async stopAll(levels: string[][], reason: string, options: { endsRun?: boolean; rerunsJobs?: boolean } = {}): Promise<void> {
     this.halted = true;
     this.scheduleWake(null);
     // A start still waiting for its spawn sees the halt and gives up; one spawning now ends its
@@ -883,6 +883,10 @@ export class Supervisor {
       await Promise.all(batch.map((r) => this.stopInstance(r.cell, r.index, reason, { endsRun: options.endsRun })));
       if (options.endsRun) {
         for (const r of [...this.records.values()].filter((x) => names.has(x.cell) && !x.runEnded && (x.state === 'stopped' || x.state === 'failed'))) this.update({ ...r, runEnded: true, completed: false });
+      } else if (options.rerunsJobs) {
+        // A restart of everything runs one-shot jobs again too, as `cell restart <job>` does: no
+        // longer done, they are started by the release that follows, dependents after them.
+        for (const r of [...this.records.values()].filter((x) => names.has(x.cell) && x.completed)) this.update({ ...r, completed: false });
       }
     }
   }

@@ -642,4 +642,9 @@ cells:
   assert.deepEqual(lines.map((l) => l[1]), ['start', 'done', 'app'], 'the app started once the migration was done');
   assert.ok(Number(lines[2][0]) >= Number(lines[1][0]));
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
+  // A restart of the whole mesh runs the job again, and the app again after it.
+  await mesh.ok(['restart']);
+  const again = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' ')[1]);
+  assert.deepEqual(again, ['start', 'done', 'app', 'start', 'done', 'app']);
+  assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
 });
