@@ -1,5 +1,7 @@
 import { request } from 'node:http';
-import { ApiError, DaemonNotRunningError } from './errors.js';
+import { dirname } from 'node:path';
+import { ApiError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
+import { MAX_SOCKET_PATH_BYTES } from './paths.js';
 
 /**
  * A small client for the daemon API over its unix socket. node:http only: the CLI must start
@@ -7,6 +9,17 @@ import { ApiError, DaemonNotRunningError } from './errors.js';
  */
 export class ApiClient {
   constructor(readonly socket: string) {}
+
+  /**
+   * Why nothing answers on the socket: no daemon, or (a socket path past the kernel's limit) no
+   * daemon can ever run for this home, which `cell up` would not fix.
+   */
+  private unreachable(err: NodeJS.ErrnoException): Error {
+    const bytes = Buffer.byteLength(this.socket);
+    if (bytes > MAX_SOCKET_PATH_BYTES) return new CellHomeTooLongError(dirname(dirname(this.socket)), this.socket, bytes, MAX_SOCKET_PATH_BYTES, { cause: err });
+    if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return new DaemonNotRunningError(this.socket, { cause: err });
+    return err;
+  }
 
   get<T>(path: string, opts: { timeoutMs?: number } = {}): Promise<T> {
     return this.call<T>('GET', path, undefined, opts);
@@ -51,10 +64,7 @@ export class ApiClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`daemon did not answer ${method} ${path} within ${opts.timeoutMs ?? 120_000}ms`)));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new DaemonNotRunningError(this.socket, { cause: err }));
-        else reject(err);
-      });
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.unreachable(err)));
       if (payload) req.write(payload);
       req.end();
     });
@@ -84,8 +94,7 @@ export class ApiClient {
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (err.name === 'AbortError') resolve();
-        else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new DaemonNotRunningError(this.socket, { cause: err }));
-        else reject(err);
+        else reject(this.unreachable(err));
       });
       req.end();
     });

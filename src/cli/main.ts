@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiClient, DaemonNotRunningError, cellHomePaths, packageVersion, resolveCellHome } from '../api/index.js';
+import { ApiClient, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
@@ -100,6 +100,8 @@ program
   .description('stop every cell (dependents first, kernel last) and the daemon')
   .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}]}')
   .action(async (opts: { json?: boolean }) => {
+    // No daemon can run for a home too long for its socket: say that, before "stopping".
+    checkCellHome(home());
     const client = api();
     const down = () => client.post<{ stopped: string[]; sequence: unknown[]; pid: number }>('/v1/down', {}, { timeoutMs: 600_000 });
     progress('stopping the mesh (dependents first)');

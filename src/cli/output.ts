@@ -1,4 +1,4 @@
-import { ApiError, DaemonNotRunningError } from '../api/index.js';
+import { ApiError, CellHomeTooLongError, DaemonNotRunningError } from '../api/index.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
 export class CliError extends Error {
@@ -39,6 +39,10 @@ export function reportError(err: unknown): never {
   if (err instanceof DaemonNotRunningError) {
     process.stderr.write(`cell: ${err.message}\n`);
     process.exit(3);
+  }
+  if (err instanceof CellHomeTooLongError) {
+    process.stderr.write(`cell: ${err.message}\n`);
+    process.exit(2);
   }
   process.stderr.write(`cell: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
