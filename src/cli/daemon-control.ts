@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, fstatSync, readSync, readFileSync, readdirSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, fstatSync, readSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,6 +10,7 @@ import {
   cellHomePaths,
   checkCellHome,
   daemonEnv,
+  instanceProcessesOfHome,
   type DaemonGo,
   type ParsedManifest,
   type StatusView,
@@ -132,7 +133,7 @@ export function instancesLeftRunning(home: string): { key: string; pid: number }
   } catch {
     // Missing or unreadable (deleted, or corrupt while no daemon ran): the processes themselves
     // still say whose they are.
-    return processesCarryingHome(home);
+    return instanceProcessesOfHome(home).map((p) => ({ key: `${p.cell}.${p.instance}`, pid: p.pid }));
   }
   const left: { key: string; pid: number }[] = [];
   for (const [key, proc] of Object.entries(file.processes ?? {})) {
@@ -146,32 +147,6 @@ export function instancesLeftRunning(home: string): { key: string; pid: number }
     }
   }
   return left;
-}
-
-/**
- * Live processes whose environment carries `CELL_HOME=<home>` and a cell's name and instance:
- * that mesh's cells and their children (a shell that exports CELL_HOME, or another `cell`
- * command, has no cell name).
- */
-function processesCarryingHome(home: string): { key: string; pid: number }[] {
-  const homeVar = `CELL_HOME=${home}`;
-  const found: { key: string; pid: number }[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
-      if (!env.includes(homeVar)) continue;
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (stat[stat.lastIndexOf(')') + 2] === 'Z') continue;
-      const cell = env.find((e) => e.startsWith('CELL_NAME='))?.slice(10);
-      const instance = env.find((e) => e.startsWith('CELL_INSTANCE='))?.slice(14);
-      if (cell === undefined || instance === undefined) continue;
-      found.push({ key: `${cell}.${instance}`, pid: Number(name) });
-    } catch {
-      // Gone meanwhile, or not ours to read.
-    }
-  }
-  return found;
 }
 
 /**

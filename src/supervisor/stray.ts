@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { instanceProcessesOfHome } from '../api/index.js';
 import { isDeadState, readProcStat } from './proc.js';
 
 /**
@@ -7,26 +8,9 @@ import { isDeadState, readProcStat } from './proc.js';
  * Members of a tracked instance's process group (its own children) are not strays.
  */
 export function findStrayInstances(home: string, trackedGroups: Set<number>): { pid: number; cell: string; instance: string }[] {
-  const strays: { pid: number; cell: string; instance: string }[] = [];
-  const homeVar = `CELL_HOME=${home}`;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (pid === process.pid) continue;
-    try {
-      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-      if (!environ.includes(homeVar)) continue;
-      const cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice(10);
-      const instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice(14);
-      if (cell === undefined || instance === undefined) continue;
-      const stat = readProcStat(pid);
-      if (!stat || isDeadState(stat.state) || trackedGroups.has(stat.pgrp)) continue;
-      strays.push({ pid, cell, instance });
-    } catch {
-      // Gone meanwhile, or not ours to read.
-    }
-  }
-  return strays;
+  return instanceProcessesOfHome(home)
+    .filter((p) => !trackedGroups.has(p.pgrp))
+    .map(({ pid, cell, instance }) => ({ pid, cell, instance }));
 }
 
 /**

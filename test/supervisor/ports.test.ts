@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DYNAMIC_PORTS, PortAllocator, dynamicPortRange, ephemeralPortRange } from '../../src/supervisor/ports.js';
+import { PortAllocator, dynamicPortRange, ephemeralPortRange } from '../../src/supervisor/ports.js';
 
 function listen(port: number): Promise<Server> {
   return new Promise((resolve, reject) => {

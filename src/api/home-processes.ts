@@ -1,0 +1,44 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** A live process started for a cell instance of some home (or a child of one). */
+export interface InstanceProcess {
+  pid: number;
+  /** Its process group. */
+  pgrp: number;
+  cell: string;
+  /** CELL_INSTANCE as it carries it (a string: it is read from the environment). */
+  instance: string;
+}
+
+/**
+ * The live processes that carry `home`'s CELL_HOME and a cell instance's CELL_NAME and
+ * CELL_INSTANCE in their environment: every instance has them, and its children inherit them.
+ * What the daemon finds strays with, and what `cell down` falls back on when the daemon and
+ * control-plane.json are both gone. Linux /proc; processes not ours to read are skipped.
+ */
+export function instanceProcessesOfHome(home: string): InstanceProcess[] {
+  const homeVar = `CELL_HOME=${home}`;
+  const found: InstanceProcess[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (!environ.includes(homeVar)) continue;
+      const cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice('CELL_NAME='.length);
+      const instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice('CELL_INSTANCE='.length);
+      if (cell === undefined || instance === undefined) continue;
+      // The command name may hold spaces and parentheses: the fields start after the last ')'.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const state = fields[0];
+      // A zombie or dead process has finished: nothing to stop or adopt.
+      if (state === 'Z' || state === 'X' || state === 'x') continue;
+      found.push({ pid, pgrp: Number(fields[2]), cell, instance });
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return found;
+}
