@@ -62,6 +62,8 @@ export interface InstanceView {
   started_at: string | null;
   reason: string | null;
   health_detail: string | null;
+  /** Its run completed (a one-shot job that exited cleanly under restart policy on-failure or never). */
+  completed: boolean;
 }
 
 /** One row of `cell status`. */
@@ -73,6 +75,11 @@ export interface CellView {
   ready: number;
   /** Every instance completed its run (a one-shot job that exited cleanly): done, as good as ready. */
   completed: boolean;
+  /**
+   * A cell waits for this one's run to complete (`depends_on: {<it>: {condition: completed}}`):
+   * a one-shot job, done only once `completed`, not while it runs (ready).
+   */
+  runs_to_completion?: boolean;
   pids: number[];
   version: string;
   latest_version: string;

@@ -79,7 +79,8 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
     const status = await client.get<StatusView>('/v1/status?wait_settled=500');
     const app = status.cells.filter((c) => wanted.has(c.name));
-    const notReady = app.filter((c) => !(c.state === 'ready' && c.ready >= c.instances) && !c.completed);
+    // A job some cell waits to see complete is done once it has, not while it runs.
+    const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances)));
     if (notReady.length === 0) return;
     const failed = notReady.filter((c) => c.state === 'failed');
     const describe = (c: CellView) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`;

@@ -729,7 +729,8 @@ export class Daemon {
    */
   isSettled(): boolean {
     if (this.supervisor.hasFailedInstance((cell) => !isKernelCell(cell))) return true;
-    return this.appCells().every((d) => (d.spec.lazy && !d.activated) || this.isCellHealthy(d.spec.name));
+    const jobs = this.awaitedToComplete();
+    return this.appCells().every((d) => (d.spec.lazy && !d.activated) || (jobs.has(d.spec.name) ? this.supervisor.isCompleted(d.spec.name) : this.isCellHealthy(d.spec.name)));
   }
 
   /**
@@ -897,6 +898,7 @@ export class Daemon {
       started_at: rec.startedAt === null ? null : new Date(rec.startedAt).toISOString(),
       reason: rec.reason,
       health_detail: rec.healthDetail,
+      completed: rec.completed === true,
     };
   }
 
@@ -988,10 +990,13 @@ export class Daemon {
       reason = 'scaled to 0 instances';
     } else if (state === 'waiting' && desired?.spec.lazy && !desired.activated) {
       reason = 'lazy: starts on its first discovery';
-    } else if (state === 'waiting') {
+    } else if (state === 'waiting' || (state === 'stopped' && desired && live.every((r) => r.state !== 'stopped' || (!r.hold && !r.completed)))) {
+      // Nothing ran yet, or what ran stopped and starts again by itself (a restart, a new run
+      // after `cell down`): what it waits for now, not why it stopped last.
       const waitingOn = dependsOn.filter((d) => (desired ? !this.supervisor.dependencyMet(desired.spec, d) : !this.isCellHealthy(d)));
       const awaited = (d: string) => (desired?.spec.awaitsCompletionOf?.includes(d) ? `${d} (to complete)` : d);
-      reason = waitingOn.length ? `waiting for ${waitingOn.map(awaited).join(', ')}` : 'starting';
+      if (waitingOn.length > 0) reason = `waiting for ${waitingOn.map(awaited).join(', ')}`;
+      else if (state === 'waiting') reason = 'starting';
     }
     const running = live.filter((r) => r.version);
     const completed = wanted > 0 && live.filter((r) => r.index < wanted && r.state === 'stopped' && r.completed).length >= wanted;
@@ -1002,6 +1007,7 @@ export class Daemon {
       instances: wanted,
       ready,
       completed,
+      ...(kind === 'cell' && this.awaitedToComplete().has(name) ? { runs_to_completion: true } : {}),
       pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
       version: running[0]?.version ?? version,
       latest_version: latest,
@@ -1011,6 +1017,13 @@ export class Daemon {
       reason,
       ...(verbose ? { instance_list: live.map((r) => this.instanceView(r)) } : {}),
     };
+  }
+
+  /** The cells some cell waits to see complete (one-shot jobs). */
+  private awaitedToComplete(): Set<string> {
+    const jobs = new Set<string>();
+    for (const d of this.supervisor.desiredCells.values()) for (const job of d.spec.awaitsCompletionOf ?? []) jobs.add(job);
+    return jobs;
   }
 
   isCellHealthy(name: string): boolean {

@@ -259,39 +259,68 @@ const globs = z.preprocess(
     .default([]),
 );
 
-const dependencyCondition = z.enum(DEPENDENCY_CONDITIONS, {
-  error: (iss) => `expected ${DEPENDENCY_CONDITIONS.join(' or ')}, got ${describeValue(iss.input)}`,
-});
-const dependencyMap = z.record(nonEmptyString, absentIfNull(z.strictObject({ condition: dependencyCondition.default('healthy') }).prefault({})));
+/** One entry of `depends_on`, with the key it has in the file (index in a list, name in a map) for messages. */
+export interface RawDependency {
+  name: string;
+  condition: (typeof DEPENDENCY_CONDITIONS)[number];
+  key: string | number;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * `depends_on`: a list of cell names (each waited for healthy), or compose's long form, a map of
- * cell name to `{ condition: healthy | completed }`. Either way a list of dependencies, each with
- * the key it has in the file (its index in a list, its name in a map) for messages.
+ * cell name to `{ condition: healthy | completed }` (an empty entry: healthy). Checked by hand
+ * rather than as a union of the two shapes, so that each problem is reported at its own key
+ * (a union can only say that neither shape fits).
  */
-const dependsOn = z
-  .union([z.array(nonEmptyString), dependencyMap], {
-    error: (iss) => {
-      if (iss.code !== 'invalid_union') return undefined;
-      // A map with a bad entry: that entry's own problem, not "neither a list nor a map".
-      if (iss.input !== null && typeof iss.input === 'object' && !Array.isArray(iss.input)) {
-        const inner = dependencyMap.safeParse(iss.input);
-        if (!inner.success) return `${inner.error.issues[0].path.join('.')}: ${inner.error.issues[0].message}`;
-      }
-      return `expected a list of cell names or a map of cell name to { condition: ${DEPENDENCY_CONDITIONS.join(' | ')} }, got ${describeValue(iss.input)}`;
-    },
-  })
-  .transform((deps) =>
-    Array.isArray(deps)
-      ? deps.map((name, key) => ({ name, condition: 'healthy' as const, key: key as string | number }))
-      : Object.entries(deps).map(([name, entry]) => ({ name, condition: entry.condition, key: name as string | number })),
-  );
+const dependsOn = z.unknown().transform((deps, ctx): RawDependency[] => {
+  const problem = (path: (string | number)[], message: string, input: unknown) => ctx.addIssue({ code: 'custom', message, input, path });
+  const out: RawDependency[] = [];
+  if (deps === undefined || deps === null) return out;
+  if (Array.isArray(deps)) {
+    deps.forEach((name, key) => {
+      if (typeof name === 'string' && name !== '') out.push({ name, condition: 'healthy', key });
+      else if (name === '') problem([key], 'must not be empty', name);
+      else if (isPlainObject(name)) problem([key], 'expected a cell name; the long form with conditions is a map of its own: depends_on: { db: { condition: completed } }', name);
+      else problem([key], `expected a cell name, got ${describeValue(name)}`, name);
+    });
+    return out;
+  }
+  if (!isPlainObject(deps)) {
+    problem([], `expected a list of cell names or a map of cell name to { condition: ${DEPENDENCY_CONDITIONS.join(' | ')} }, got ${describeValue(deps)}`, deps);
+    return out;
+  }
+  for (const [name, entry] of Object.entries(deps)) {
+    if (name === '') {
+      problem([name], 'a cell name must not be empty', name);
+      continue;
+    }
+    if (entry === null || entry === undefined) {
+      out.push({ name, condition: 'healthy', key: name });
+      continue;
+    }
+    if (!isPlainObject(entry)) {
+      problem([name], `expected { condition: ${DEPENDENCY_CONDITIONS.join(' | ')} }, got ${describeValue(entry)}`, entry);
+      continue;
+    }
+    const unknown = Object.keys(entry).filter((k) => k !== 'condition');
+    if (unknown.length > 0) ctx.addIssue({ code: 'unrecognized_keys', keys: unknown, input: entry, path: [name] });
+    const condition = entry.condition ?? 'healthy';
+    if (!(DEPENDENCY_CONDITIONS as readonly unknown[]).includes(condition)) {
+      problem([name, 'condition'], `expected ${DEPENDENCY_CONDITIONS.join(' or ')}, got ${describeValue(condition)}`, condition);
+      continue;
+    }
+    out.push({ name, condition: condition as RawDependency['condition'], key: name });
+  }
+  return out;
+});
 
 export const cellObject = z.strictObject({
   run: nonEmptyString,
   cwd: nonEmptyString.optional(),
   env: absentIfNull(z.record(envName, envValue).default({})),
-  depends_on: absentIfNull(dependsOn.default([])),
+  depends_on: dependsOn.default([]),
   instances: integer(1, 1000).default(DEFAULTS.instances),
   health: absentIfNull(health.optional()),
   restart: absentIfNull(restart.prefault({})),
@@ -338,5 +367,6 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (p.length === 3 && p[2] === 'stop') return keysOf(stopObject);
   if (p.length === 4 && p[2] === 'health' && p[3] === 'http') return keysOf(httpCheckObject);
   if (p.length === 4 && p[2] === 'health' && p[3] === 'tcp') return keysOf(tcpCheckObject);
+  if (p.length === 4 && p[2] === 'depends_on') return ['condition'];
   return [];
 }

@@ -48,6 +48,13 @@ export function isDependencyMet(dependent: DesiredCell['spec'], dep: string, des
   return dependent.awaitsCompletionOf?.includes(dep) ? isCellCompleted(dep, desired, observed) : isCellHealthy(dep, desired, observed);
 }
 
+/** The dependencies of `spec` it needs running (all but those it only waited to see complete). */
+function runningDeps(spec: DesiredCell['spec'] | undefined): string[] {
+  if (!spec) return [];
+  const completion = spec.awaitsCompletionOf ?? [];
+  return completion.length === 0 ? spec.dependsOn : spec.dependsOn.filter((d) => !completion.includes(d));
+}
+
 /** A cell is healthy when every instance the manifest asks for is ready (or has completed its run). */
 export function isCellHealthy(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
   const want = desired.cells.get(cell)?.spec.instances ?? 0;
@@ -63,9 +70,10 @@ export function isCellHealthy(cell: string, desired: Desired, observed: Map<stri
  * - absent or due in backoff → start, once every dependency is healthy (all its instances ready),
  *   or completed where the cell waits for that (a one-shot job such as a migration);
  * - launching for longer than the health grace → kill (counted as a failure);
- * - launching or ready while a dependency is down (no ready instance, or itself paused for a
- *   dependency of its own: transitively, in the same pass) → pause; paused while every
- *   dependency is healthy again → resume (hysteresis: pause on "down", resume on "healthy");
+ * - launching or ready while a dependency it needs running is down (no ready instance, or itself
+ *   paused for a dependency of its own: transitively, in the same pass; a completed job is not
+ *   down, and a job waited for to complete is not needed running) → pause; paused while every
+ *   dependency is met again → resume (hysteresis: pause on "down", resume on "healthy");
  * - beyond the wanted instance count → stop, then forget once stopped.
  * Instances that hold (failed, stopped by policy or request) are left alone.
  */
@@ -78,14 +86,16 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
 
   // Down: nothing serves, or it is being paused for a down dependency of its own. Worked out
   // through the whole graph at once, so that a crash pauses every level below it in this pass,
-  // not one level per pass from the state before it.
+  // not one level per pass from the state before it. A completed job is never down: its work is
+  // done, whatever its own dependencies do now. And a cell that waited for a job's completion
+  // does not depend on the job running: a re-run of the job (or its failure) pauses nothing.
   const down = new Map<string, boolean>();
   const isDown = (name: string): boolean => {
     const known = down.get(name);
     if (known !== undefined) return known;
     down.set(name, false); // dependency cycles are refused by the manifest; this only guards
-    const deps = desired.cells.get(name)?.spec.dependsOn ?? [];
-    const result = servingCount(name, desired, observed) === 0 || deps.some(isDown);
+    const spec = desired.cells.get(name)?.spec;
+    const result = !isCellCompleted(name, desired, observed) && (servingCount(name, desired, observed) === 0 || runningDeps(spec).some(isDown));
     down.set(name, result);
     return result;
   };
@@ -95,7 +105,7 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     if (cell.spec.lazy && !cell.activated) continue;
     const deps = cell.spec.dependsOn;
     const depsHealthy = deps.every((d) => isDependencyMet(cell.spec, d, desired, observed));
-    const downDep = deps.find(isDown);
+    const downDep = runningDeps(cell.spec).find(isDown);
 
     for (let i = 0; i < cell.spec.instances; i++) {
       const rec = observed.get(instanceKey(name, i));

@@ -18,6 +18,7 @@ import {
   readyCount,
   servingCount,
   isDependencyMet,
+  isCellCompleted,
   reconcile,
   released,
   resumed,
@@ -141,6 +142,11 @@ export class Supervisor {
   /** Ready instances of `cell` among the ones the manifest asks for (the reconciler's count). */
   readyCount(cell: string): number {
     return readyCount(cell, this.desired, this.records);
+  }
+
+  /** Whether every instance of `cell` has completed its run (a one-shot job done). */
+  isCompleted(cell: string): boolean {
+    return isCellCompleted(cell, this.desired, this.records);
   }
 
   /** Whether `dependent` may start as far as its dependency `dep` goes (healthy, or completed where it waits for that). */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -623,8 +623,8 @@ test('e2e commands - depends_on with condition completed: the app starts after t
   await using mesh = new MeshHarness(`
 cells:
   migrate:
-    run: sh -c 'echo "$(date +%s%3N) start" >> order.log; sleep 1.5; echo "$(date +%s%3N) done" >> order.log'
-    restart: { policy: on-failure }
+    run: sh -c 'echo "$(date +%s%3N) start" >> order.log; sleep 1.5; test ! -f fail && echo "$(date +%s%3N) done" >> order.log'
+    restart: { policy: on-failure, backoff: 100ms, max_retries: 1 }
   app:
     run: sh -c 'echo "$(date +%s%3N) app" >> order.log; exec node fixtures/service.mjs'
     depends_on:
@@ -647,4 +647,28 @@ cells:
   const again = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' ')[1]);
   assert.deepEqual(again, ['start', 'done', 'app', 'start', 'done', 'app']);
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
+  assert.deepEqual((await mesh.json<{ cell: string; completed: boolean }[]>(['ps'])).map((p) => [p.cell, p.completed]), [['app', false], ['gateway', false], ['migrate', true]]);
+
+  // A re-run that fails: `cell restart migrate` waits for the run to complete, not for it to be
+  // running, and says it failed; the app it already let start keeps running (not paused).
+  const appPid = (await mesh.ps()).find((p) => p.cell === 'app')!.pid;
+  writeFileSync(join(mesh.dir, 'fail'), '');
+  const rerun = await mesh.cell(['restart', 'migrate']);
+  assert.equal(rerun.code, 1, rerun.stdout);
+  assert.match(rerun.stderr, /cells failed: migrate/);
+  const after = await mesh.ps();
+  assert.equal(after.find((p) => p.cell === 'migrate')!.state, 'failed');
+  assert.deepEqual([after.find((p) => p.cell === 'app')!.state, after.find((p) => p.cell === 'app')!.pid], ['ready', appPid]);
+
+  // A new run of the mesh: while the job runs again, the app says what it waits for, not why it
+  // stopped last (`cell down`).
+  await mesh.ok(['down']);
+  rmSync(join(mesh.dir, 'fail'));
+  await mesh.ok(['up', '--no-wait']);
+  const waitingAgain = await waitUntil('app waiting for the migration again', async () => {
+    const app = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'app');
+    return app?.reason?.includes('migrate') ? app : undefined;
+  }, 5000);
+  assert.deepEqual([waitingAgain.state, waitingAgain.reason], ['stopped', 'waiting for migrate (to complete)']);
+  await mesh.ok(['up', '--timeout', '30s']);
 });

@@ -531,9 +531,18 @@ test('manifest errors - depends_on in its long form: a bad condition, a completi
 ${deps}
 `;
   expectManifestError(mesh('      migrate: { condition: done }'), {
-    key: 'cells.api.depends_on',
-    line: 7,
-    says: 'migrate.condition: expected healthy or completed, got "done"',
+    key: 'cells.api.depends_on.migrate.condition',
+    line: 8,
+    says: 'expected healthy or completed, got "done"',
+  });
+  expectManifestError(mesh('      migrate: [completed]'), { key: 'cells.api.depends_on.migrate', line: 8, says: 'expected { condition: healthy | completed }, got a list' });
+  expectManifestError(mesh('      "": {}'), { key: 'cells.api.depends_on[""]', line: 8, says: 'a cell name must not be empty' });
+  expectManifestError(mesh('      migrate: { conditon: completed }'), { key: 'cells.api.depends_on.migrate.conditon', line: 8, says: 'unknown key "conditon" (did you mean "condition"?)' });
+  // A list that mixes names and the long form: the item is named.
+  expectManifestError(mesh('      - db\n      - migrate: { condition: completed }'), {
+    key: 'cells.api.depends_on[1]',
+    line: 9,
+    says: 'expected a cell name; the long form with conditions is a map of its own',
   });
   expectManifestError(mesh('      migrate: { condition: completed }', ''), {
     key: 'cells.api.depends_on.migrate.condition',

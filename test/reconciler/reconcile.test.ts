@@ -259,6 +259,45 @@ test('reconciler - a cell that waits for a job to complete starts only once it h
   assert.equal(w.state('app'), 'ready', 'started on the completion');
 });
 
+test('reconciler - a re-run of a completed job pauses nothing below it: not the cells that waited for its completion, not those below another completed job', () => {
+  const job = { policy: 'on-failure' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
+  for (const longForm of [true, false]) {
+    // job1 -> job2 -> app -> web: two jobs in a row, then servers.
+    const w = new World(
+      fake.desired(
+        fake.cell('job1', { restart: job }),
+        fake.cell('job2', { restart: job, dependsOn: ['job1'], awaitsCompletionOf: longForm ? ['job1'] : [] }),
+        fake.cell('app', { dependsOn: ['job2'], awaitsCompletionOf: longForm ? ['job2'] : [] }),
+        fake.cell('web', { dependsOn: ['app'] }),
+      ),
+    );
+    for (const c of ['job1', 'job2', 'app', 'web']) w.healthy.add(c);
+    w.settle();
+    w.crash('job1', 0, { code: 0, signal: null });
+    w.settle();
+    w.crash('job2', 0, { code: 0, signal: null });
+    w.settle();
+    assert.deepEqual(['job1', 'job2', 'app', 'web'].map((c) => w.state(c)), ['stopped', 'stopped', 'ready', 'ready'], `long form ${longForm}`);
+    // job1 runs again (cell restart job1), then fails for good: nothing below it is paused.
+    const rec = w.observed.get('job1/0')!;
+    w.observed.set('job1/0', launched({ ...rec, completed: false, hold: false }, { pid: 999, startTicks: 1, version: rec.version, isRestart: true }, w.clock.now()));
+    w.healthy.delete('job1');
+    w.step();
+    assert.deepEqual(['job2', 'app', 'web'].map((c) => w.state(c)), ['stopped', 'ready', 'ready'], `long form ${longForm}: while job1 runs again`);
+    w.crash('job1', 0, { code: 1, signal: null });
+    w.settle();
+    assert.deepEqual(['job2', 'app', 'web'].map((c) => w.state(c)), ['stopped', 'ready', 'ready'], `long form ${longForm}: job1 failing`);
+  }
+  // A server is still needed running: its crash pauses what depends on it, as before.
+  const w = new World(fake.desired(fake.cell('db'), fake.cell('app', { dependsOn: ['db'] })));
+  w.healthy.add('db');
+  w.healthy.add('app');
+  w.settle();
+  w.crash('db', 0);
+  w.step();
+  assert.equal(w.state('app'), 'paused');
+});
+
 test('reconciler - scale down stops the extra instances, then forgets them', () => {
   const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
   w.healthy.add('api');
