@@ -18,7 +18,8 @@ export interface CellHomePaths {
 }
 
 export function resolveCellHome(explicit?: string): string {
-  return resolve(explicit ?? process.env.CELL_HOME ?? join(homedir(), '.cell'));
+  // An empty value is no value: `CELL_HOME= cell status` means the default home, not the current directory.
+  return resolve(explicit || process.env.CELL_HOME || join(homedir(), '.cell'));
 }
 
 export function cellHomePaths(home: string): CellHomePaths {

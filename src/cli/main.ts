@@ -21,7 +21,17 @@ program
   .version(packageVersion(), '-V, --version', 'print the version of cell')
   .option('-f, --file <path>', 'manifest file (default ./cell.yaml)')
   .option('--home <dir>', 'state directory (default $CELL_HOME or ~/.cell)')
-  .showHelpAfterError('(run `cell --help` for usage)');
+  // A usage error is one line and exit 2, like every other bad input the CLI reports; commander
+  // would print two or three lines (error, "Did you mean", the help hint) and exit 1.
+  .configureOutput({ outputError: (text, write) => write(`cell: ${oneLineUsageError(text)}\n`) })
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+function oneLineUsageError(text: string): string {
+  const lines = text.trim().replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const meant = lines.find((l) => l.startsWith('(Did you mean'));
+  const message = lines.filter((l) => l !== meant).join(' ');
+  return `${message}${meant ? ` (did you mean ${meant.slice('(Did you mean '.length)}` : ''}; see \`cell --help\``;
+}
 
 function globals(): GlobalOptions {
   return program.opts<GlobalOptions>();
@@ -42,8 +52,9 @@ function manifestPath(): string {
 
 function parsePositiveInt(name: string) {
   return (value: string): number => {
+    // Digits only: Number('') is 0 (an unset $N scaled a cell to nothing), and 1e1 or 0x2 are no counts.
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a non-negative integer, got "${value}"`, 2);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new CliError(`${name} must be a non-negative integer, got "${value}"`, 2);
     return n;
   };
 }
@@ -364,7 +375,12 @@ program
     while (running) {
       const text = await sample()
         .then((s) => render(s, readsKeys ? ' (q quits)' : ''))
-        .catch((err: Error) => `cell top: ${err.message}\n`);
+        .catch((err: Error) => {
+          // No daemon (none started, or it went away): nothing to watch, as `top --once` says.
+          if (!(err instanceof DaemonNotRunningError)) return `cell top: ${err.message}\n`;
+          if (isTerminal) out.write('\x1b[?25h\n');
+          return reportError(err);
+        });
       out.write(isTerminal ? `\x1b[H\x1b[2J${text}` : `${first ? '' : '\n'}${text}`);
       first = false;
       await new Promise((r) => setTimeout(r, interval));

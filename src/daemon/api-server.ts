@@ -156,7 +156,7 @@ export class ApiServer {
       // cells=DIGEST: the cells the caller knows (the gateway, to tell an unknown cell from one
       // with no ready instance); a different set answers at once, like a new endpoint revision.
       const knownCells = url.searchParams.get('cells');
-      d.endpointsFollowed();
+      d.endpointsFollowed(after);
       if (waitMs > 0 && (knownCells === null || knownCells === this.cellsView().cells_digest)) await this.waitEndpointsOrCells(after, waitMs, knownCells);
       return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView(), starting: d.startingCells(), hold_ms: d.gatewayHoldMs() };
     });

@@ -45,6 +45,8 @@ const LKG_PREFIX = 'discovery/lkg/';
 const REMOVED_PREFIX = 'desired/removed/';
 /** The least time between two answers of the gateway's long poll while endpoints keep changing. */
 const ENDPOINT_ANSWER_INTERVAL_MS = 200;
+/** The longest a stopping instance waits for the gateway to stop routing to it (see gatewayCaughtUp). */
+const GATEWAY_DRAIN_MAX_MS = 1000;
 
 
 /**
@@ -117,6 +119,10 @@ export class Daemon {
   /** The per-mesh secret cells prove in the SDK handshake (keys/mesh.secret, 0600). */
   private secret = '';
   private endpointWaiters = new Set<() => void>();
+  /** The endpoint revision the gateway last said it has (its long poll's `after`), and when. */
+  private gatewaySeenRevision = -1;
+  private gatewayPolledAt = -Infinity;
+  private readonly gatewayCatchUpWaiters = new Set<() => void>();
   /** Cells a restart has stopped and not yet brought back: the gateway holds their requests. */
   private readonly restarting = new Set<string>();
   /** The cells last told to the gateway as starting (see startingCells), joined. */
@@ -183,6 +189,7 @@ export class Daemon {
       logFileOf: (cell, index) => instanceLogFile(this.paths, cell, index),
       socketOf: (cell, index) => join(this.paths.run, `${cell}.${index}.sock`),
       secret: this.secret,
+      drain: (cell) => this.gatewayCaughtUp(cell),
       onChange: () => {
         this.controlPlane.schedule(() => this.controlPlaneSnapshot());
         if (this.settleWaiters.size > 0) this.checkSettled();
@@ -345,8 +352,11 @@ export class Daemon {
     ];
     this.store.txn([], ops, now);
     for (const d of next.values()) this.latestVersions.set(d.spec.name, d.version);
+    const holdChanged = this.manifest?.gateway.holdMs !== mesh.gateway.holdMs;
     this.manifest = mesh;
     this.manifestFile = mesh.file;
+    // The gateway takes its hold from the endpoints' answer: a new one is news for it now.
+    if (holdChanged) this.endpointsChanged();
     this.setAppCells(next);
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
@@ -689,8 +699,36 @@ export class Daemon {
    * it is launching this is its ready signal: its probe runs now, not at its next ramp step
    * (the whole kernel, and so every application cell, waits for the gateway).
    */
-  endpointsFollowed(): void {
+  endpointsFollowed(seenRevision: number): void {
     this.supervisor?.probeNow('gateway', 0);
+    this.gatewayPolledAt = this.now();
+    if (seenRevision <= this.gatewaySeenRevision) return;
+    this.gatewaySeenRevision = seenRevision;
+    for (const wake of [...this.gatewayCatchUpWaiters]) wake();
+  }
+
+  /**
+   * Resolves once the gateway has the routing table without the instance just deregistered (it
+   * asks for the next one with `after` at or past the revision of that change), at most
+   * GATEWAY_DRAIN_MAX_MS later; at once while the mesh shuts down, for the gateway itself, and
+   * when no gateway follows the endpoints. Until then a stopping instance still gets requests
+   * the gateway routed before it knew, on kept-alive connections the instance is about to close.
+   */
+  gatewayCaughtUp(cell: string): Promise<void> {
+    const target = this.endpointsRevision;
+    if (this.shuttingDown || isKernelCell(cell) || this.gatewaySeenRevision >= target || this.now() - this.gatewayPolledAt > 60_000) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.gatewayCatchUpWaiters.delete(check);
+        cancel();
+        resolve();
+      };
+      const check = () => {
+        if (this.gatewaySeenRevision >= target || this.shuttingDown) done();
+      };
+      const cancel = this.o.clock.setTimer(GATEWAY_DRAIN_MAX_MS, done);
+      this.gatewayCatchUpWaiters.add(check);
+    });
   }
 
   /**

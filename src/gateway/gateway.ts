@@ -71,8 +71,13 @@ interface Exchange {
   tried: Set<string>;
   upstream: ClientRequest | null;
   isClientGone: boolean;
-  /** When it stops waiting for an instance (HOLD_TIMEOUT_MS after it came). */
-  holdUntil: number;
+  /**
+   * When it stops waiting for an instance: the hold timeout after it first found none (null
+   * until then: a long request whose instance dies mid-way gets its whole hold too).
+   */
+  holdUntil: number | null;
+  /** The hold timeout it got (the manifest's may change while it waits). */
+  holdMs: number;
   /** Ends the wait at `holdUntil`; set while the request is held. */
   holdTimer: NodeJS.Timeout | null;
 }
@@ -140,8 +145,13 @@ export class Gateway {
       list.push(e);
       next.set(e.cell, list);
     }
+    const gone = new Set([...this.routes.values()].flat().map((e) => e.port));
+    for (const e of endpoints) gone.delete(e.port);
     this.routes = next;
     if (cells !== undefined) this.cells = cells === null ? null : new Set(cells);
+    // Kept-alive sockets to instances that left the table: an instance stopping closes them,
+    // and a request sent on one as it does could not be sent again (it may have been seen).
+    if (gone.size > 0) this.closeIdleSocketsTo(gone);
     this.starting = new Set(starting);
     if (this.held.size === 0) return;
     const waiting = [...this.held];
@@ -193,7 +203,8 @@ export class Gateway {
       tried: new Set(),
       upstream: null,
       isClientGone: false,
-      holdUntil: Date.now() + this.holdTimeoutMs,
+      holdUntil: null,
+      holdMs: this.holdTimeoutMs,
       holdTimer: null,
     };
     // A client that goes away before its answer is complete aborts the upstream request.
@@ -219,7 +230,8 @@ export class Gateway {
     x.upstream = upstream;
     let isAnswered = false;
     let timedOut = false;
-    let isBodyRead = false;
+    // Whether a connection to the instance stood: before it, nothing of the request was sent.
+    let isConnected = false;
     const headersTimer = setTimeout(() => {
       timedOut = true;
       upstream.destroy();
@@ -242,9 +254,10 @@ export class Gateway {
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(headersTimer);
       if (timedOut || x.isClientGone) return;
-      const isRefused = err.code === 'ECONNREFUSED' && !isBodyRead;
-      // A reset may come after the instance acted on the request: only a safe one is sent again.
-      if (!isAnswered && (isRefused || (!hasBody && SAFE_METHODS.has(req.method ?? '') && isConnectionError(err)))) {
+      // Refused, or reset while connecting: the instance never saw the request, whatever its
+      // method. A reset later may come after the instance acted on it: only a safe one is sent again.
+      const neverSent = isConnectionError(err) && !isConnected;
+      if (!isAnswered && (neverSent || (!hasBody && SAFE_METHODS.has(req.method ?? '') && isConnectionError(err)))) {
         x.tried.add(target.url);
         this.forward(x);
         return;
@@ -252,14 +265,9 @@ export class Gateway {
       if (!res.headersSent) this.fail(res, 502, `${cell}.${target.instance}: ${err.message}`);
       else res.destroy();
     });
-    if (!hasBody) {
-      upstream.end();
-      return;
-    }
     // The body is read from the client only once a connection to the instance stands: a refused
     // one then leaves it unread, and the request can go to another instance whatever its method.
     const sendBody = () => {
-      isBodyRead = true;
       // A slow upload is not a silent instance: the wait for the answer counts from the last byte sent.
       req.on('data', () => {
         if (!isAnswered && !timedOut) headersTimer.refresh();
@@ -267,9 +275,14 @@ export class Gateway {
       req.pipe(upstream);
     };
     upstream.once('socket', (socket) => {
-      if (socket.connecting) socket.once('connect', sendBody);
-      else sendBody();
+      const connected = () => {
+        isConnected = true;
+        if (hasBody) sendBody();
+      };
+      if (socket.connecting) socket.once('connect', connected);
+      else connected();
     });
+    if (!hasBody) upstream.end();
   }
 
   /**
@@ -286,13 +299,14 @@ export class Gateway {
       return;
     }
     const mayCome = this.starting.has(cell) || x.tried.size > 0;
+    x.holdUntil ??= Date.now() + x.holdMs;
     const remainingMs = x.holdUntil - Date.now();
     if (mayCome && remainingMs > 0 && (x.holdTimer !== null || this.held.size < MAX_HELD_REQUESTS)) {
       this.held.add(x);
       x.holdTimer ??= setTimeout(() => {
         if (!this.held.delete(x)) return;
         x.holdTimer = null;
-        this.answerNoInstance(x, ` (waited ${this.holdTimeoutMs / 1000} s)`);
+        this.answerNoInstance(x, ` (waited ${x.holdMs / 1000} s)`);
       }, remainingMs);
       return;
     }
@@ -303,6 +317,13 @@ export class Gateway {
   private answerNoInstance(x: Exchange, waited: string): void {
     if (x.tried.size > 0) this.fail(x.res, 502, `no instance of ${x.cell} answered${waited}`);
     else this.fail(x.res, 503, `no ready instance of cell ${x.cell}${waited}`);
+  }
+
+  private closeIdleSocketsTo(ports: Set<number>): void {
+    for (const [name, sockets] of Object.entries(this.agent.freeSockets)) {
+      // The agent names a pool `host:port:` (and more options after).
+      if (ports.has(Number(name.split(':')[1]))) for (const socket of sockets ?? []) socket.destroy();
+    }
   }
 
   private unhold(x: Exchange): void {
@@ -327,7 +348,11 @@ export class Gateway {
 
   private fail(res: ServerResponse, status: number, message: string): void {
     const body = JSON.stringify({ error: { name: 'GatewayError', message } });
-    res.writeHead(status, { 'content-type': 'application/json', 'x-mycelium-edge': this.edgeId, 'content-length': Buffer.byteLength(body) }).end(body);
+    const headers: OutgoingHttpHeaders = { 'content-type': 'application/json', 'x-mycelium-edge': this.edgeId, 'content-length': Buffer.byteLength(body) };
+    // A request whose body was not read to its end (an upload cut off by the instance's reset)
+    // leaves the connection with bytes of it pending: the next request on it would never parse.
+    if (!res.req.complete) headers.connection = 'close';
+    res.writeHead(status, headers).end(body);
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<number> {

@@ -277,7 +277,8 @@ export async function followFile(
       const buf = Buffer.allocUnsafe(CHUNK);
       while (!signal.aborted) {
         const { bytesRead } = await fh.read(buf, 0, buf.length, at);
-        if (bytesRead === 0) break;
+        // Aborted while reading: the follower is gone, nothing more is passed on.
+        if (bytesRead === 0 || signal.aborted) break;
         at += bytesRead;
         const text = decoder.write(buf.subarray(0, bytesRead));
         if (text) onChunk(text);

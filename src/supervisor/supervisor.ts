@@ -66,6 +66,12 @@ export interface SupervisorOptions {
   versionFor?(cell: DesiredCell): Promise<string>;
   /** Where instance ports come from (default: the dynamic range, see ports.ts). */
   ports?: PortAllocator;
+  /**
+   * Resolves once whoever routes to instances (the gateway) has stopped sending new requests to
+   * a ready instance just deregistered for a stop: only then does it get its stop signal, so no
+   * request is sent on a connection the instance is closing. Default: at once.
+   */
+  drain?(cell: string, index: number): Promise<void>;
 }
 
 export interface LastProbe {
@@ -831,6 +837,7 @@ export class Supervisor {
     }
     const pid = rec.pid;
     this.update(draining(rec, reason, now), reason);
+    if (rec.state === 'ready' && this.o.drain) await this.o.drain(rec.cell, rec.index);
     const stop = this.desired.cells.get(rec.cell)?.spec.stop ?? { signal: 'SIGTERM' as const, timeoutMs: 5000, killAfterMs: 2000 };
     const handle = this.handles.get(key);
     const exited = handle ? handle.exited.then(() => true) : Promise.resolve(!this.isRunning(rec));

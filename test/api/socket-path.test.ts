@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { CellHomeTooLongError, MAX_SOCKET_PATH_BYTES, checkCellHome, socketPathTooLong } from '../../src/api/index.js';
+import { CellHomeTooLongError, MAX_SOCKET_PATH_BYTES, checkCellHome, resolveCellHome, socketPathTooLong } from '../../src/api/index.js';
 
 /** An absolute path of exactly `bytes` bytes (ASCII), ending in `tail`. */
 function pathOf(bytes: number, tail = ''): string {
@@ -46,4 +47,19 @@ test('api socket path - checkCellHome refuses a home whose run/daemon.sock would
       return true;
     },
   );
+});
+
+test('api paths - an empty CELL_HOME or --home means the default home, not the current directory', () => {
+  const saved = process.env.CELL_HOME;
+  try {
+    process.env.CELL_HOME = '';
+    assert.equal(resolveCellHome(), join(homedir(), '.cell'));
+    assert.equal(resolveCellHome(''), join(homedir(), '.cell'));
+    process.env.CELL_HOME = '/srv/mesh';
+    assert.equal(resolveCellHome(''), '/srv/mesh');
+    assert.equal(resolveCellHome('/tmp/other'), '/tmp/other');
+  } finally {
+    if (saved === undefined) delete process.env.CELL_HOME;
+    else process.env.CELL_HOME = saved;
+  }
 });

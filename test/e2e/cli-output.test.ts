@@ -257,3 +257,27 @@ cells:
   // lost from the files themselves (copytruncate's limit); --follow itself loses nothing.
   assert.ok(gaps <= 1, `--follow missed or repeated lines at ${gaps} places`);
 });
+
+test('e2e cli output - usage errors are one line and exit 2; help and version exit 0', async () => {
+  await using mesh = new MeshHarness(MESH);
+  const cases: [string[], string][] = [
+    [['frobnicate'], "cell: unknown command 'frobnicate'; see `cell --help`"],
+    [['stauts'], "cell: unknown command 'stauts' (did you mean status?); see `cell --help`"],
+    [['status', '--bogus'], "cell: unknown option '--bogus'; see `cell --help`"],
+    [['logs'], "cell: missing required argument 'cell'; see `cell --help`"],
+    [['status', 'extra'], "cell: too many arguments for 'status'. Expected 0 arguments but got 1.; see `cell --help`"],
+  ];
+  for (const [args, line] of cases) {
+    const r = await mesh.cell(args);
+    assert.deepEqual([r.code, r.stderr, r.stdout], [2, `${line}\n`, ''], args.join(' '));
+  }
+  // No daemon: top says so and exits, as the read commands do (it used to retry for ever).
+  const top = await mesh.cell(['top'], { timeoutMs: 10_000 });
+  assert.equal(top.code, 3);
+  assert.match(top.stderr, /^cell: the cell daemon is not running .*\n$/);
+  for (const args of [['--help'], ['status', '--help'], ['--version']]) {
+    const r = await mesh.cell(args);
+    assert.equal(r.code, 0, args.join(' '));
+    assert.ok(r.stdout.length > 0, args.join(' '));
+  }
+});

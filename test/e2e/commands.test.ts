@@ -565,12 +565,14 @@ cells:
   assert.notEqual(up.code, 0);
   assert.match(up.stderr, /flaky/);
   const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
-  const outcomes: string[] = [];
+  // Four clients, GETs and POSTs with a body, each answer labelled with the phase it came in.
+  const outcomes: { phase: string; answer: string }[] = [];
+  let phase = 'kills';
   let running = true;
-  const load = (async () => {
-    for (let i = 0; running; i++) {
-      // GETs and POSTs with a body, one at a time: each must be answered by web.
+  const client = async (c: number) => {
+    for (let i = c; running; i++) {
       const post = i % 2 === 1;
+      const during = phase;
       const answer = await new Promise<string>((resolvePost) => {
         const req = request({ host: '127.0.0.1', port: gatewayPort, path: '/web/', method: post ? 'POST' : 'GET', agent: false, timeout: 8000, headers: post ? { 'content-length': 5 } : {} }, (res) => {
           let body = '';
@@ -581,10 +583,11 @@ cells:
         req.on('error', (err) => resolvePost(err.message));
         req.end(post ? 'order' : undefined);
       });
-      outcomes.push(answer);
+      outcomes.push({ phase: during === phase ? during : 'between', answer });
       await sleep(5);
     }
-  })();
+  };
+  const load = Promise.all([0, 1, 2, 3].map(client));
   const webPid = async () => (await mesh.ps()).find((p) => p.cell === 'web' && p.state === 'ready')?.pid;
   try {
     for (let k = 0; k < 3; k++) {
@@ -594,6 +597,7 @@ cells:
       await waitUntil('web back under a new pid', async () => ((await webPid()) ?? pid) !== pid);
     }
     await sleep(300);
+    phase = 'restarts';
     await mesh.ok(['restart', 'web']);
     await sleep(300);
     // A restart of the whole mesh (flaky fails again: the command says so).
@@ -604,14 +608,17 @@ cells:
     running = false;
     await load;
   }
-  assert.ok(outcomes.length > 30, `${outcomes.length} requests`);
+  assert.ok(outcomes.length > 100, `${outcomes.length} requests`);
   // Every GET was answered by web. A POST on its way to the instance at the moment it is killed
-  // may fail (it may have been acted on: it is not sent twice), at most one per kill; any other
-  // POST was answered.
-  const failed = outcomes.filter((o) => o !== '200');
-  assert.deepEqual(failed.filter((o) => !o.startsWith('POST 502')), [], `every GET through the gateway was answered by web (${outcomes.length} requests)`);
-  assert.ok(failed.length <= 3, `at most one POST lost per kill: ${JSON.stringify(failed)}`);
-  for (const f of failed) assert.match(f, /ECONNRESET|socket hang up|EPIPE/);
+  // may fail (it may have been acted on: it is not sent twice), at most one per kill and client.
+  const failed = outcomes.filter((o) => o.answer !== '200');
+  assert.deepEqual(failed.filter((o) => !o.answer.startsWith('POST 502')), [], `every GET through the gateway was answered by web (${outcomes.length} requests)`);
+  const killFailures = failed.filter((o) => o.phase !== 'restarts');
+  assert.ok(killFailures.length <= 12, `at most one POST lost per kill and client: ${JSON.stringify(killFailures)}`);
+  for (const f of killFailures) assert.match(f.answer, /ECONNRESET|socket hang up|EPIPE/);
+  // A restart is graceful: the gateway stops sending to the instance before it is told to stop,
+  // so nothing is cut, POSTs included.
+  assert.deepEqual(failed.filter((o) => o.phase === 'restarts'), [], `${outcomes.filter((o) => o.phase === 'restarts').length} requests during the restarts`);
   // A cell with nothing on its way (flaky failed for good) is a 503 at once, not after a wait.
   const started = Date.now();
   const flaky = await httpGet(gatewayPort, '/flaky/');
@@ -647,7 +654,8 @@ cells:
   const again = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' ')[1]);
   assert.deepEqual(again, ['start', 'done', 'app', 'start', 'done', 'app']);
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
-  assert.deepEqual((await mesh.json<{ cell: string; completed: boolean }[]>(['ps'])).map((p) => [p.cell, p.completed]), [['app', false], ['gateway', false], ['migrate', true]]);
+  // ps --json keeps its documented shape (state stopped); the table says the run completed.
+  assert.match(await mesh.ok(['ps']), /migrate\.0\s+-\s+\S+\s+stopped \(completed\)/);
 
   // A re-run that fails: `cell restart migrate` waits for the run to complete, not for it to be
   // running, and says it failed; the app it already let start keeps running (not paused).

@@ -167,9 +167,13 @@ cells:
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
     assert.match(r.stderr, /unknown cell "nope" \(cells: api, db\)/);
   }
-  const bad = await mesh.cell(['scale', 'api', 'two']);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /instances must be a non-negative integer, got "two"/);
+  // Not a count, an empty one (an unset $N) least of all: nothing is scaled.
+  for (const count of ['two', '', ' ', '1e1', '0x2', '1.5']) {
+    const bad = await mesh.cell(['scale', 'api', count]);
+    assert.equal(bad.code, 2, JSON.stringify(count));
+    assert.equal(bad.stderr, `cell: instances must be a non-negative integer, got "${count}"\n`);
+  }
+  assert.equal((await mesh.ps()).filter((p) => p.cell === 'api' && p.state === 'ready').length, 2);
 
   // Scale up and down through desired state.
   await mesh.ok(['scale', 'api', '3']);

@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type Server } from 'node:http';
+import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gateway, KERNEL_CELLS, type GatewayOptions, type RouteEndpoint } from '../../src/gateway/index.js';
 import { KERNEL_CELLS as DAEMON_KERNEL_CELLS } from '../../src/daemon/index.js';
@@ -289,4 +289,57 @@ test('gateway - kernel cells are not routable, the gateway least of all', async 
   }
   gateway.setEndpoints([self], null);
   assert.equal((await send(port, '/gateway')).status, 404);
+});
+
+test('gateway - an upload cut off by its instance closes the client connection, so the next request on it is not stuck', async (t) => {
+  const { gateway, port } = await gatewayOn(t);
+  const web = await instance(t, 'web', 0, (req, res) => {
+    if (req.url === '/reset') req.once('data', () => req.socket.destroy());
+    else res.end('ok');
+  });
+  gateway.setEndpoints([web], ['web']);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const call = (method: string, path: string, body?: Buffer) =>
+    new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, method, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+      });
+      req.setTimeout(3000, () => req.destroy(new Error(`${method} ${path} hangs`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  for (let round = 0; round < 3; round++) {
+    const cut = await call('POST', '/web/reset', Buffer.alloc(3 * 1024 * 1024, 120)).catch((err: Error) => ({ status: 0, connection: err.message }));
+    // A 502 that closes the connection (or, when the client was still sending, a reset of it).
+    if (cut.status !== 0) assert.deepEqual(cut, { status: 502, connection: 'close' });
+    assert.equal((await call('GET', '/web/next')).status, 200, `round ${round}: the next request on the client's connection`);
+  }
+});
+
+test('gateway - a request whose instance dies after longer than the hold still gets its whole hold', async (t) => {
+  const { gateway, port } = await gatewayOn(t, { holdTimeoutMs: 400 });
+  const dying = await instance(t, 'web', 0, (req) => setTimeout(() => req.socket.destroy(), 600));
+  const back = await instance(t, 'web', 0, (_req, res) => res.end('back'));
+  gateway.setEndpoints([dying], ['web']);
+  const pending = send(port, '/web/slow');
+  // The instance dies 600 ms in (past the 400 ms hold), the replacement is there 200 ms later.
+  setTimeout(() => gateway.setEndpoints([back], ['web']), 800);
+  assert.deepEqual(await pending.then((a) => [a.status, a.body]), [200, 'back']);
+});
+
+test('gateway - kept-alive sockets to an instance that left the routing table are closed', async (t) => {
+  const { gateway, port } = await gatewayOn(t);
+  const web = await instance(t, 'web', 0, (_req, res) => res.end('ok'));
+  const other = await instance(t, 'web', 1, (_req, res) => res.end('other'));
+  gateway.setEndpoints([web], ['web']);
+  assert.equal((await send(port, '/web/')).body, 'ok');
+  const connections = () => new Promise<number>((resolve) => web.server.getConnections((_err, n) => resolve(n)));
+  assert.equal(await connections(), 1, 'the gateway keeps its socket to the instance');
+  // The instance is deregistered (it is about to stop): its idle socket goes at once.
+  gateway.setEndpoints([other], ['web']);
+  for (let i = 0; i < 50 && (await connections()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(await connections(), 0);
+  assert.equal((await send(port, '/web/')).body, 'other');
 });
