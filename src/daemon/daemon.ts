@@ -14,7 +14,7 @@ import { ChildProcessDriver, RotationSchedule, Supervisor, type ProcessDriver } 
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
 import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion, socketPathTooLong } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
-import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, type KernelCellName } from './kernel.js';
+import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, requireFreeGatewayPort, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
 import { BadRequestError, KernelCellError, UnknownCellError } from './errors.js';
 
@@ -222,6 +222,11 @@ export class Daemon {
 
     // 4. graph
     this.kernelReady('graph');
+
+    // The gateway's fixed port, when another program holds it, fails the boot (and `cell up`)
+    // with that reason, here, before the API answers anyone (unless it is our own gateway,
+    // readopted): its port check would pass on the other program's listener.
+    if (this.o.gatewayPort > 0 && !this.supervisor.instances().some((r) => r.cell === 'gateway' && r.pid !== null)) await requireFreeGatewayPort(this.o.gatewayPort);
   }
 
   /**

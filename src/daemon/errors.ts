@@ -1,3 +1,17 @@
+/** The manifest's fixed `gateway.port` is taken by another program when the gateway is to start. */
+export class GatewayPortInUseError extends Error {
+  override name = 'GatewayPortInUseError';
+  constructor(
+    readonly port: number,
+    options?: ErrorOptions,
+  ) {
+    super(`gateway port ${port} (the manifest's gateway.port) is in use by another program, another mesh's gateway perhaps; free it, or set gateway.port to another port (0 picks a free one)`, options);
+  }
+  toJSON() {
+    return { name: this.name, message: this.message, port: this.port };
+  }
+}
+
 /** A cell name that the desired state does not have. */
 export class UnknownCellError extends Error {
   override name = 'UnknownCellError';

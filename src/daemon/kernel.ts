@@ -1,6 +1,8 @@
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { DAEMON_ENV_TUNING, KERNEL_CELLS } from '../api/index.js';
 import type { CellSpec } from '../manifest/index.js';
+import { GatewayPortInUseError } from './errors.js';
 
 /**
  * The kernel cells (KERNEL_CELLS, from src/api) boot in the seed's order, each after the previous
@@ -13,6 +15,19 @@ export type KernelCellName = (typeof KERNEL_CELLS)[number];
 
 export function isKernelCell(name: string): name is KernelCellName {
   return (KERNEL_CELLS as readonly string[]).includes(name);
+}
+
+/**
+ * Throws GatewayPortInUseError when something listens on 127.0.0.1:`port` already. Its health
+ * check (the port accepts connections) would pass on another program's listener while the
+ * gateway itself fails to bind, so the gateway is not started at all then.
+ */
+export function requireFreeGatewayPort(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new GatewayPortInUseError(port, { cause: err }) : err));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
 }
 
 /** The gateway's own entry point, beside this file in the compiled tree. */

@@ -5,7 +5,8 @@ import { appendFileSync, existsSync, renameSync, statSync, writeFileSync } from 
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { DB_API_MESH, MeshHarness, ROOT, processesOfHome, waitUntil, type CliResult } from './harness.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { DB_API_MESH, MeshHarness, ROOT, httpGet, processesOfHome, waitUntil, type CliResult } from './harness.js';
 
 const DAEMON = join(ROOT, 'dist/daemon/main.js');
 
@@ -130,4 +131,32 @@ test('e2e homes - a cell whose instance socket would pass the limit is refused b
   } finally {
     await mesh.cell(['--home', home, 'down']);
   }
+});
+
+test('e2e homes - a fixed gateway port another mesh holds fails up in one line, and the other mesh serves on', async () => {
+  const port = await new Promise<number>((resolvePort) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address() as AddressInfo;
+      probe.close(() => resolvePort(free));
+    });
+  });
+  const manifest = `gateway: { port: ${port} }\n${DB_API_MESH}`;
+  await using first = new MeshHarness(manifest);
+  await using second = new MeshHarness(manifest);
+  await first.ok(['up']);
+  const up = await second.cell(['up', '--timeout', '20s']);
+  assert.equal(up.code, 1, up.stdout);
+  // The progress line (not a terminal: it stays), then the one line that says why.
+  const lines = up.stderr.trim().split('\n');
+  assert.deepEqual(lines.slice(0, -1), ['starting the cell daemon for ' + second.home]);
+  assert.match(lines.at(-1)!, new RegExp(`^cell: the cell daemon did not start \\(exit code 1\\): gateway port ${port} \\(the manifest's gateway.port\\) is in use by another program`));
+  assert.deepEqual(processesOfHome(second.home), [], 'nothing of the second mesh runs');
+  // The first mesh's gateway still routes.
+  const answer = await httpGet(port, '/api/');
+  assert.equal(answer.status, 200);
+  // Once the port is free, the second mesh comes up on it (nothing stale left in its way).
+  await first.ok(['down']);
+  await second.ok(['up']);
+  assert.equal((await httpGet(port, '/api/')).status, 200);
 });
