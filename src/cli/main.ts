@@ -162,6 +162,8 @@ program
   .action(async (cell: string | undefined, opts: { timeout: string; wait: boolean }) => {
     const timeoutMs = parseDurationMs(opts.timeout);
     const client = api();
+    // Stopping takes up to each cell's stop timeout and kill_after: say what is going on.
+    progress(cell ? `restarting ${cell} (building first if its sources changed)` : 'restarting every cell (building first where the sources changed; stopping dependents first)');
     const result = await client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 });
     if (opts.wait) await waitHealthy(client, result.awaited, timeoutMs);
     endProgress();
@@ -196,7 +198,9 @@ program
   .option('--dry-run', 'only show what would be stopped')
   .option('--json', 'print JSON')
   .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+    if (!opts.dryRun && !opts.json) progress('stopping the instances of cells no longer in the manifest (dependents first)');
     const result = await api().post<PruneResult>('/v1/prune', { dry_run: opts.dryRun === true }, { timeoutMs: 600_000 });
+    endProgress();
     if (opts.json) return printJson(result);
     if (result.instances.length === 0) return void process.stdout.write('nothing to prune\n');
     const verb = result.dry_run ? 'would stop' : 'stopped';

@@ -363,6 +363,11 @@ export class Daemon {
     // The gateway takes its hold from the endpoints' answer: a new one is news for it now.
     if (holdChanged) this.endpointsChanged();
     this.setAppCells(next);
+    // Cells the manifest dropped that run nothing (a `cell down` stopped them) just go; those
+    // still running stay until `cell prune` stops them.
+    const left = new Set(this.supervisor.instances().map((r) => r.cell));
+    const gone = this.supervisor.forgetIdleOrphans().filter((cell) => !left.has(cell));
+    if (gone.length > 0) this.store.txn([], gone.map((cell) => ({ op: 'delete' as const, key: `${REMOVED_PREFIX}${cell}` })), this.now());
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
     // `up` applies the manifest and the code on disk: a cell whose `run`, `env`, `build` or
@@ -1108,7 +1113,7 @@ export class Daemon {
   }
 
   renderGraph(format: GraphFormat): string {
-    return renderGraph(this.graph(), format);
+    return renderGraph(this.graph(), format, (dependent, dep) => (this.supervisor.desiredCells.get(dependent)?.spec.awaitsCompletionOf?.includes(dep) ? 'completed' : undefined));
   }
 
   instanceLogFiles(cell: string): { instance: number; file: string }[] {

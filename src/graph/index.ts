@@ -5,5 +5,5 @@
 export { DependencyGraph, compareNames } from './graph.js';
 export type { GraphNode } from './graph.js';
 export { renderGraph, GRAPH_FORMATS } from './render.js';
-export type { GraphFormat } from './render.js';
+export type { EdgeCondition, GraphFormat } from './render.js';
 export { DependencyCycleError, UnknownDependencyError, UnknownCellError } from './errors.js';

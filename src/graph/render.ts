@@ -10,26 +10,34 @@ export const GRAPH_FORMATS: readonly GraphFormat[] = ['text', 'dot', 'mermaid'];
  * - text: one line per cell, `web -> api, cache`, or the bare name when it has no dependencies.
  * - dot: a Graphviz `digraph mesh { ... }`.
  * - mermaid: a `graph TD` flowchart.
- * The output ends with a newline.
+ * `conditionOf` names what an edge waits for when it is not plain health (`completed`: the
+ * dependent waits for the dependency's run to complete); such an edge is labelled, and dashed in
+ * dot and mermaid. The output ends with a newline.
  */
-export function renderGraph(graph: DependencyGraph, format: GraphFormat): string {
+export function renderGraph(graph: DependencyGraph, format: GraphFormat, conditionOf: EdgeCondition = () => undefined): string {
   const order = graph.findCycle() ? [...graph.names] : graph.topoOrder();
   switch (format) {
     case 'text':
-      return renderText(graph, order);
+      return renderText(graph, order, conditionOf);
     case 'dot':
-      return renderDot(graph, order);
+      return renderDot(graph, order, conditionOf);
     case 'mermaid':
-      return renderMermaid(graph, order);
+      return renderMermaid(graph, order, conditionOf);
     default:
       throw new TypeError(`unknown graph format "${String(format)}" (use one of ${GRAPH_FORMATS.join(', ')})`);
   }
 }
 
-function renderText(graph: DependencyGraph, order: string[]): string {
+/** What the edge from `dependent` to `dependency` waits for, when not plain health. */
+export type EdgeCondition = (dependent: string, dependency: string) => string | undefined;
+
+function renderText(graph: DependencyGraph, order: string[], conditionOf: EdgeCondition): string {
   return order
     .map((name) => {
-      const deps = graph.dependenciesOf(name);
+      const deps = graph.dependenciesOf(name).map((dep) => {
+        const condition = conditionOf(name, dep);
+        return condition ? `${dep} (${condition})` : dep;
+      });
       return deps.length === 0 ? name : `${name} -> ${deps.join(', ')}`;
     })
     .map((line) => `${line}\n`)
@@ -40,11 +48,14 @@ function dotId(name: string): string {
   return `"${name.replace(/["\\]/g, '\\$&')}"`;
 }
 
-function renderDot(graph: DependencyGraph, order: string[]): string {
+function renderDot(graph: DependencyGraph, order: string[], conditionOf: EdgeCondition): string {
   const lines = ['digraph mesh {', '  rankdir=LR;', '  node [shape=box];'];
   for (const name of order) lines.push(`  ${dotId(name)};`);
   for (const name of order) {
-    for (const dep of graph.dependenciesOf(name)) lines.push(`  ${dotId(name)} -> ${dotId(dep)};`);
+    for (const dep of graph.dependenciesOf(name)) {
+      const condition = conditionOf(name, dep);
+      lines.push(`  ${dotId(name)} -> ${dotId(dep)}${condition ? ` [label=${dotId(condition)}, style=dashed]` : ''};`);
+    }
   }
   lines.push('}');
   return lines.join('\n') + '\n';
@@ -53,7 +64,7 @@ function renderDot(graph: DependencyGraph, order: string[]): string {
 // Words Mermaid's flowchart grammar treats specially; a node with such a name gets a generated id.
 const MERMAID_RESERVED = new Set(['end', 'graph', 'subgraph', 'flowchart', 'style', 'class', 'classdef', 'click', 'linkstyle', 'direction', 'default']);
 
-function renderMermaid(graph: DependencyGraph, order: string[]): string {
+function renderMermaid(graph: DependencyGraph, order: string[], conditionOf: EdgeCondition): string {
   const ids = new Map<string, string>();
   order.forEach((name, i) => {
     const plain = /^[A-Za-z][A-Za-z0-9_]*$/.test(name) && !MERMAID_RESERVED.has(name.toLowerCase());
@@ -73,7 +84,10 @@ function renderMermaid(graph: DependencyGraph, order: string[]): string {
     lines.push(id === name ? `  ${id}` : `  ${id}["${name.replace(/"/g, '#quot;')}"]`);
   }
   for (const name of order) {
-    for (const dep of graph.dependenciesOf(name)) lines.push(`  ${ids.get(name)} --> ${ids.get(dep)}`);
+    for (const dep of graph.dependenciesOf(name)) {
+      const condition = conditionOf(name, dep);
+      lines.push(`  ${ids.get(name)} ${condition ? `-. ${condition} .->` : '-->'} ${ids.get(dep)}`);
+    }
   }
   return lines.join('\n') + '\n';
 }

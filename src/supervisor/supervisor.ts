@@ -953,6 +953,20 @@ export class Supervisor {
     return this.instances().filter((r) => !this.desired.cells.has(r.cell));
   }
 
+  /**
+   * Forgets the orphans that run no process (stopped or failed, e.g. after `cell down`): there
+   * is nothing of them to stop, so no prune is needed for them to go. Returns their cells.
+   */
+  forgetIdleOrphans(): string[] {
+    const cells = new Set<string>();
+    for (const rec of this.orphans()) {
+      if (rec.pid !== null || (rec.state !== 'stopped' && rec.state !== 'failed')) continue;
+      this.forget(instanceKey(rec.cell, rec.index));
+      cells.add(rec.cell);
+    }
+    return [...cells];
+  }
+
   /** Stops and forgets every orphan, in `levels` (cells, leaves first). Returns what it pruned. */
   async prune(levels: string[][] = []): Promise<InstanceRecord[]> {
     const victims = this.orphans();

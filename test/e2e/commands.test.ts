@@ -90,6 +90,20 @@ cells:
   assert.ok(baseDraining && Date.parse(baseDraining.at) >= Math.max(...goneStopped), JSON.stringify(events));
   assert.deepEqual((await mesh.ps()).map((p) => p.cell).sort(), ['gateway', 'keep']);
   assert.equal(await mesh.ok(['prune']), 'nothing to prune\n');
+
+  // A cell dropped while the mesh is down runs nothing: the next up just forgets it, no prune
+  // needed, and status and down no longer count it.
+  await mesh.ok(['down']);
+  mesh.writeManifest(`
+cells:
+  other:
+    run: node fixtures/service.mjs
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  assert.deepEqual((await mesh.json<Status>(['status'])).cells.filter((c) => c.kind === 'cell').map((c) => c.name), ['other']);
+  assert.deepEqual((await mesh.ps()).map((p) => p.cell).sort(), ['gateway', 'other']);
+  assert.match(await mesh.ok(['down']), /stopped 1 cell\b/);
 });
 
 test('e2e commands - restart of the whole mesh keeps counters and order; top and init work', async () => {
@@ -647,6 +661,7 @@ cells:
   assert.match(await mesh.ok(['up', '--timeout', '30s']), /mesh up: 2 cells healthy/);
   const lines = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' '));
   assert.deepEqual(lines.map((l) => l[1]), ['start', 'done', 'app'], 'the app started once the migration was done');
+  assert.equal(await mesh.ok(['graph']), 'migrate\napp -> migrate (completed)\n');
   assert.ok(Number(lines[2][0]) >= Number(lines[1][0]));
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
   // A restart of the whole mesh runs the job again, and the app again after it.

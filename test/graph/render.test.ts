@@ -60,3 +60,19 @@ test('graph render - a cyclic graph still renders, in input order', () => {
 test('graph render - an unknown format is a TypeError', () => {
   assert.throws(() => renderGraph(diamond(), 'svg' as never), TypeError);
 });
+
+test('graph render - an edge that waits for completion is labelled in text, dot and mermaid', () => {
+  const graph = new DependencyGraph([
+    { name: 'migrate', dependsOn: [] },
+    { name: 'db', dependsOn: [] },
+    { name: 'app', dependsOn: ['db', 'migrate'] },
+  ]);
+  const completed = (from: string, to: string) => (from === 'app' && to === 'migrate' ? 'completed' : undefined);
+  assert.equal(renderGraph(graph, 'text', completed), 'db\nmigrate\napp -> db, migrate (completed)\n');
+  const dot = renderGraph(graph, 'dot', completed);
+  assert.match(dot, /^ {2}"app" -> "db";$/m);
+  assert.match(dot, /^ {2}"app" -> "migrate" \[label="completed", style=dashed\];$/m);
+  const mermaid = renderGraph(graph, 'mermaid', completed);
+  assert.match(mermaid, /^ {2}app --> db$/m);
+  assert.match(mermaid, /^ {2}app -\. completed \.-> migrate$/m);
+});
