@@ -115,7 +115,8 @@ program
     checkCellHome(home());
     const client = api();
     const down = () => client.post<{ stopped: string[]; sequence: unknown[]; pid: number }>('/v1/down', {}, { timeoutMs: 600_000 });
-    progress('stopping the mesh (dependents first)');
+    // Not said when no daemon listens: "stopping" and then "already down" read as a contradiction.
+    if (existsSync(cellHomePaths(home()).socket)) progress('stopping the mesh (dependents first)');
     let result: Awaited<ReturnType<typeof down>>;
     try {
       result = await down();
@@ -229,10 +230,11 @@ program
   .option('--json', 'print JSON')
   .action(async (cell: string | undefined, opts: { json?: boolean }) => {
     const list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
+    // Exit 1 when something is unhealthy, with --json too (a script checks one or the other).
+    if (list.some((h) => h.health === 'failing' || h.state === 'failed')) process.exitCode = 1;
     if (opts.json) return printJson(list);
     const rows = list.map((h) => [`${h.cell}.${h.instance}`, h.state, h.health, h.check, h.level, h.checked_at ? formatAge(h.checked_at) + ' ago' : '-', h.detail ?? '']);
     process.stdout.write(renderTable(['INSTANCE', 'STATE', 'HEALTH', 'CHECK', 'REACHED', 'CHECKED', 'DETAIL'], rows) + '\n');
-    if (list.some((h) => h.health === 'failing' || h.state === 'failed')) process.exitCode = 1;
   });
 
 program

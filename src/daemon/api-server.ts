@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, unlinkSync, existsSync } from 'node:fs';
+import { chmodSync, unlinkSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readLastLines, followFile } from '../supervisor/index.js';
 import { GRAPH_FORMATS, type GraphFormat } from '../graph/index.js';
@@ -111,6 +112,9 @@ function shortJson(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 80)}...` : text;
 }
+
+/** How often `logs --follow` of a whole cell looks for instances that came after it began. */
+const LOG_FOLLOW_NEW_INSTANCES_MS = 1000;
 
 /**
  * The daemon API: HTTP/JSON on a unix socket (mode 0600) in `$CELL_HOME/run/`. Every route
@@ -257,7 +261,9 @@ export class ApiServer {
     }
     // format=json: one {cell, instance, line} object a line (NDJSON), in the order of the text.
     const json = format === 'json';
-    const prefix = (i: number) => (files.length > 1 ? `[${cell}.${i}] ` : '');
+    // Instances followed so far (a scale up while following adds some).
+    const followed = new Set<number>();
+    const prefix = (i: number) => (files.length > 1 || followed.size > 1 ? `[${cell}.${i}] ` : '');
     const emit = (instance: number, line: string) => res.write(json ? `${JSON.stringify({ cell, instance, line })}\n` : `${prefix(instance)}${line}\n`);
     res.writeHead(200, { 'content-type': json ? 'application/x-ndjson' : 'text/plain; charset=utf-8' });
     // Rotated copies (`.1`, `.2`, ...) fill in what the current file lacks.
@@ -271,17 +277,42 @@ export class ApiServer {
     const abort = new AbortController();
     req.on('close', () => abort.abort());
     res.on('close', () => abort.abort());
-    await Promise.all(
-      files.map(({ instance, file }) => {
-        let partial = '';
-        return followFile(file, (chunk: string | Buffer) => {
-          const text = partial + chunk.toString();
-          const lines = text.split('\n');
-          partial = lines.pop() ?? '';
-          for (const line of lines) emit(instance, line);
-        }, abort.signal);
-      }),
-    ).catch(() => {});
+    const followers: Promise<void>[] = [];
+    const followOne = (index: number, file: string, fromOffset?: number) => {
+      followed.add(index);
+      let partial = '';
+      const onChunk = (chunk: string | Buffer) => {
+        const text = partial + chunk.toString();
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) emit(index, line);
+      };
+      followers.push(followFile(file, onChunk, abort.signal, fromOffset === undefined ? {} : { fromOffset }).catch(() => {}));
+    };
+    for (const { instance: index, file } of files) followOne(index, file);
+    if (instance === undefined) {
+      // Instances that come while following (a scale up) are followed too, from what their file
+      // (an earlier instance's, reused) held when this follow began.
+      const sizeAtStart = new Map<string, number>();
+      const ownLog = new RegExp(`^${cell}\\.\\d+\\.log$`);
+      try {
+        for (const name of readdirSync(this.daemon.paths.logs)) if (ownLog.test(name)) sizeAtStart.set(join(this.daemon.paths.logs, name), statSync(join(this.daemon.paths.logs, name)).size);
+      } catch {
+        // No logs directory yet: every file is new.
+      }
+      const timer = setInterval(() => {
+        let current: { instance: number; file: string }[];
+        try {
+          current = this.daemon.instanceLogFiles(cell);
+        } catch {
+          return; // the cell went away meanwhile
+        }
+        for (const f of current) if (!followed.has(f.instance)) followOne(f.instance, f.file, sizeAtStart.get(f.file) ?? 0);
+      }, LOG_FOLLOW_NEW_INSTANCES_MS);
+      abort.signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+    }
+    await new Promise<void>((resolve) => (abort.signal.aborted ? resolve() : abort.signal.addEventListener('abort', () => resolve(), { once: true })));
+    await Promise.all(followers);
     res.end();
     return undefined;
   }

@@ -274,7 +274,9 @@ function checkDependencies(cells: Record<string, RawCell>): Problem[] {
       const at: KeyPath = ['cells', name, 'depends_on', dep.key];
       if (dep.name === name) problems.push({ path: at, reason: `a cell cannot depend on itself ("${name}")` });
       else if (cell.depends_on.findIndex((d) => d.name === dep.name) < i) problems.push({ path: at, reason: `${quoteSnippet(dep.name)} is listed twice` });
-      else if (dep.condition === 'completed' && cells[dep.name]?.restart.policy === 'always') {
+      else if (dep.condition === 'completed' && cells[dep.name]?.lazy) {
+        problems.push({ path: [...at, 'condition'], reason: `${dep.name} is lazy (it starts on its first discovery): no start of it would come for this cell to wait on; drop lazy from it` });
+      } else if (dep.condition === 'completed' && cells[dep.name]?.restart.policy === 'always') {
         problems.push({
           path: [...at, 'condition'],
           reason: `${dep.name} never completes: its restart policy is always (a clean exit starts it again); give it restart: { policy: on-failure } or never, or wait for it healthy`,

@@ -281,3 +281,26 @@ test('e2e cli output - usage errors are one line and exit 2; help and version ex
     assert.ok(r.stdout.length > 0, args.join(' '));
   }
 });
+
+test('e2e cli output - logs --follow of a cell follows the instances a scale up adds, from their first line', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  chatty:
+    run: node fixtures/ticker.mjs
+    env: { TICK_MS: "50" }
+`);
+  await mesh.ok(['up']);
+  const follow = background(mesh, process.execPath, [CELL_BIN, 'logs', 'chatty', '-n', '0', '--follow']);
+  try {
+    await waitUntil('a tick of chatty.0', async () => /tick \d+/.test(follow.stdout), 10_000);
+    await mesh.ok(['scale', 'chatty', '2']);
+    const pid1 = (await mesh.ps()).find((p) => p.cell === 'chatty' && p.instance === 1)!.pid;
+    // chatty.1's very first line (its pid) comes, prefixed, and its ticks after it.
+    await waitUntil('chatty.1 in the follow', async () => follow.stdout.includes(`[chatty.1] ticker pid ${pid1}\n`) && /\[chatty\.1\] tick \d+/.test(follow.stdout), 10_000);
+    // From then on chatty.0's lines carry their instance too.
+    await waitUntil('chatty.0 prefixed', async () => /\[chatty\.0\] tick \d+/.test(follow.stdout), 10_000);
+  } finally {
+    follow.kill('SIGINT');
+    assert.equal(await follow.exited, 0);
+  }
+});

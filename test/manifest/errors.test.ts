@@ -549,6 +549,11 @@ ${deps}
     line: 8,
     says: 'migrate never completes: its restart policy is always',
   });
+  expectManifestError(mesh('      migrate: { condition: completed }', 'restart: { policy: never }\n    lazy: true'), {
+    key: 'cells.api.depends_on.migrate.condition',
+    line: 9,
+    says: 'migrate is lazy (it starts on its first discovery)',
+  });
   expectManifestError(mesh('      migrate: { condition: completed }\n      cache: {}'), {
     key: 'cells.api.depends_on.cache',
     line: 9,
