@@ -5,7 +5,7 @@ import { ApiClient, DaemonNotRunningError, cellHomePaths, checkCellHome, package
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
-import { CliError, endProgress, progress, reportError } from './output.js';
+import { CliError, endProgress, progress, progressIfSlow, reportError } from './output.js';
 import { runUp, waitHealthy } from './up.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
 
@@ -164,8 +164,10 @@ program
     const timeoutMs = parseDurationMs(opts.timeout);
     const client = api();
     // Stopping takes up to each cell's stop timeout and kill_after: say what is going on.
-    progress(cell ? `restarting ${cell} (building first if its sources changed)` : 'restarting every cell (building first where the sources changed; stopping dependents first)');
-    const result = await client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 });
+    const result = await progressIfSlow(
+      cell ? `restarting ${cell} (building first if its sources changed)` : 'restarting every cell (building first where the sources changed; stopping dependents first)',
+      client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 }),
+    );
     if (opts.wait) await waitHealthy(client, result.awaited, timeoutMs);
     endProgress();
     process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}${opts.wait && result.awaited.length > 0 ? ` (healthy: ${result.awaited.join(', ')})` : ''}\n`);
@@ -199,8 +201,8 @@ program
   .option('--dry-run', 'only show what would be stopped')
   .option('--json', 'print JSON')
   .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
-    if (!opts.dryRun && !opts.json) progress('stopping the instances of cells no longer in the manifest (dependents first)');
-    const result = await api().post<PruneResult>('/v1/prune', { dry_run: opts.dryRun === true }, { timeoutMs: 600_000 });
+    const request = api().post<PruneResult>('/v1/prune', { dry_run: opts.dryRun === true }, { timeoutMs: 600_000 });
+    const result = opts.dryRun || opts.json ? await request : await progressIfSlow('stopping the instances of cells no longer in the manifest (dependents first)', request);
     endProgress();
     if (opts.json) return printJson(result);
     if (result.instances.length === 0) return void process.stdout.write('nothing to prune\n');

@@ -20,6 +20,19 @@ export function progress(line: string): void {
   if (isTty) process.stderr.write(`\r\x1b[2K${line}`);
   else process.stderr.write(`${line}\n`);
 }
+/**
+ * The progress line `line`, once `work` has taken longer than `afterMs`: a quick answer (a bad
+ * cell name refused at once) stays the one line it is. Resolves or rejects as `work` does.
+ */
+export async function progressIfSlow<T>(line: string, work: Promise<T>, afterMs = 300): Promise<T> {
+  const timer = setTimeout(() => progress(line), afterMs);
+  try {
+    return await work;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function endProgress(): void {
   if (isTty && lastProgress) process.stderr.write('\r\x1b[2K');
   lastProgress = '';
