@@ -228,12 +228,13 @@ program
 
 program
   .command('health [cell]')
-  .description('show the last health check of every instance (or of one cell)')
+  .description('show the last health check of every instance (or of one cell); exits 1 when one is failing, failed or waiting to restart')
   .option('--json', 'print JSON')
   .action(async (cell: string | undefined, opts: { json?: boolean }) => {
     const list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
-    // Exit 1 when something is unhealthy, with --json too (a script checks one or the other).
-    if (list.some((h) => h.health === 'failing' || h.state === 'failed')) process.exitCode = 1;
+    // Exit 1 when something is unhealthy, with --json too (a script checks one or the other):
+    // a failing check, a crash loop given up, or an instance down waiting out its restart backoff.
+    if (list.some((h) => h.health === 'failing' || h.state === 'failed' || h.state === 'backoff')) process.exitCode = 1;
     if (opts.json) return printJson(list);
     const rows = list.map((h) => [`${h.cell}.${h.instance}`, h.state, h.health, h.check, h.level, h.checked_at ? formatAge(h.checked_at) + ' ago' : '-', h.detail ?? '']);
     process.stdout.write(renderTable(['INSTANCE', 'STATE', 'HEALTH', 'CHECK', 'REACHED', 'CHECKED', 'DETAIL'], rows) + '\n');

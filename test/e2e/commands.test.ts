@@ -638,6 +638,9 @@ cells:
   const flaky = await httpGet(gatewayPort, '/flaky/');
   assert.equal(flaky.status, 503);
   assert.ok(Date.now() - started < 1000, `answered after ${Date.now() - started} ms`);
+  // `cell health` says so by its exit code, in JSON too; web alone is healthy.
+  for (const args of [['health', 'flaky'], ['health', 'flaky', '--json'], ['health', '--json']]) assert.equal((await mesh.cell(args)).code, 1, args.join(' '));
+  assert.equal((await mesh.cell(['health', 'web', '--json'])).code, 0);
 });
 
 test('e2e commands - depends_on with condition completed: the app starts after the migration ends, not while it runs', async () => {
