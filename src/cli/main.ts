@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiClient, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, resolveCellHome } from '../api/index.js';
+import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
@@ -29,7 +29,8 @@ program
 function oneLineUsageError(text: string): string {
   const lines = text.trim().replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean);
   const meant = lines.find((l) => l.startsWith('(Did you mean'));
-  const message = lines.filter((l) => l !== meant).join(' ');
+  // Commander's own sentences end in a period: not before our "; see".
+  const message = lines.filter((l) => l !== meant).join(' ').replace(/\.$/, '');
   return `${message}${meant ? ` (did you mean ${meant.slice('(Did you mean '.length)}` : ''}; see \`cell --help\``;
 }
 
@@ -385,8 +386,9 @@ program
       const text = await sample()
         .then((s) => render(s, readsKeys ? ' (q quits)' : ''))
         .catch((err: Error) => {
-          // No daemon (none started, or it went away): nothing to watch, as `top --once` says.
-          if (!(err instanceof DaemonNotRunningError)) return `cell top: ${err.message}\n`;
+          // No daemon (none started, or it went away, or none can run for this home): nothing
+          // to watch, as `top --once` says.
+          if (!(err instanceof DaemonNotRunningError || err instanceof CellHomeTooLongError)) return `cell top: ${err.message}\n`;
           if (isTerminal) out.write('\x1b[?25h\n');
           return reportError(err);
         });

@@ -29,13 +29,18 @@ export function servingCount(cell: string, desired: Desired, observed: Map<strin
   return serving;
 }
 
-/** Whether every instance of `cell` the manifest asks for has completed its run (a one-shot job done). */
+/**
+ * Whether every instance of `cell` the manifest asks for has completed its run (a one-shot job
+ * done) on the version the manifest asks for now: a run of an older version is to be done again
+ * (its run line, env or sources changed), and what waits for it waits for that run.
+ */
 export function isCellCompleted(cell: string, desired: Desired, observed: Map<string, InstanceRecord>): boolean {
-  const want = desired.cells.get(cell)?.spec.instances ?? 0;
+  const d = desired.cells.get(cell);
+  const want = d?.spec.instances ?? 0;
   if (want === 0) return false;
   for (let i = 0; i < want; i++) {
     const rec = observed.get(instanceKey(cell, i));
-    if (rec?.state !== 'stopped' || rec.completed !== true) return false;
+    if (rec?.state !== 'stopped' || rec.completed !== true || rec.version !== d!.version) return false;
   }
   return true;
 }

@@ -265,7 +265,7 @@ test('e2e cli output - usage errors are one line and exit 2; help and version ex
     [['stauts'], "cell: unknown command 'stauts' (did you mean status?); see `cell --help`"],
     [['status', '--bogus'], "cell: unknown option '--bogus'; see `cell --help`"],
     [['logs'], "cell: missing required argument 'cell'; see `cell --help`"],
-    [['status', 'extra'], "cell: too many arguments for 'status'. Expected 0 arguments but got 1.; see `cell --help`"],
+    [['status', 'extra'], "cell: too many arguments for 'status'. Expected 0 arguments but got 1; see `cell --help`"],
   ];
   for (const [args, line] of cases) {
     const r = await mesh.cell(args);

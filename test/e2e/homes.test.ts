@@ -30,7 +30,7 @@ test('e2e homes - a CELL_HOME too long for its socket is refused in one line, be
   const why = `CELL_HOME ${home} is too long: its socket $CELL_HOME/run/daemon.sock would be 121 bytes, over the 107-byte limit of unix socket paths; use a shorter CELL_HOME`;
 
   // Read commands too (not "start it with `cell up`": no daemon can run there), quick path or not.
-  const reads = [['status'], ['ps', '--json'], ['health'], ['logs', 'db'], ['down']].map((c) => ['--home', home, ...c]);
+  const reads = [['status'], ['ps', '--json'], ['health'], ['logs', 'db'], ['top'], ['down']].map((c) => ['--home', home, ...c]);
   for (const args of [['--home', home, 'up'], ['--home', home, 'up', '--no-wait'], ['--home', home, 'up', '--foreground'], ...reads]) {
     const r = await mesh.cell(args);
     assert.equal(r.code, 2, r.stderr);

@@ -298,6 +298,31 @@ test('reconciler - a re-run of a completed job pauses nothing below it: not the 
   assert.equal(w.state('app'), 'paused');
 });
 
+test('reconciler - a job done on an older version is not done: what waits for it waits for the new run', () => {
+  const job = { policy: 'on-failure' as const, backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 };
+  const w = new World(fake.desired(fake.cell('migrate', { restart: job }), fake.cell('seed', { restart: job, dependsOn: ['migrate'], awaitsCompletionOf: ['migrate'] })));
+  w.healthy.add('migrate');
+  w.healthy.add('seed');
+  w.settle();
+  w.crash('migrate', 0, { code: 0, signal: null });
+  w.settle();
+  w.crash('seed', 0, { code: 0, signal: null });
+  w.settle();
+  assert.deepEqual([w.state('migrate'), w.state('seed')], ['stopped', 'stopped']);
+  // `cell up` after both run lines changed: new versions, both released to run again.
+  for (const name of ['migrate', 'seed']) {
+    w.desired.cells.get(name)!.version = 'v2';
+    const rec = w.observed.get(`${name}/0`)!;
+    w.observed.set(`${name}/0`, { ...rec, hold: false });
+  }
+  w.startLog.length = 0;
+  w.step();
+  assert.deepEqual(w.startLog.map((s) => s.cell), ['migrate'], 'seed waits for the new run of migrate');
+  w.crash('migrate', 0, { code: 0, signal: null });
+  w.step();
+  assert.deepEqual(w.startLog.map((s) => s.cell), ['migrate', 'seed']);
+});
+
 test('reconciler - scale down stops the extra instances, then forgets them', () => {
   const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
   w.healthy.add('api');
