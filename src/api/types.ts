@@ -138,6 +138,8 @@ export interface ApplyResult {
   /** Running cells restarted on a new version (their manifest entry or sources changed). */
   updated: string[];
   gateway: string | null;
+  /** What the apply could not do now, one line each (a changed gateway.port needs a new daemon). */
+  notes?: string[];
 }
 
 export interface HealthView {

@@ -60,6 +60,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       '\n' +
       (applied.updated.length > 0 ? `restarted on a new version (manifest or sources changed): ${applied.updated.join(', ')}\n` : ''),
   );
+  for (const note of applied.notes ?? []) process.stderr.write(`cell: note: ${note}\n`);
   if (stopped) {
     process.stdout.write('running in the foreground; Ctrl-C stops the mesh\n');
     await stopped;

@@ -381,6 +381,11 @@ export class Daemon {
       released,
       updated,
       gateway: this.gatewayUrl(),
+      // The gateway's port is the daemon's from its start (the gateway runs on it, and may be
+      // readopted on it): a new one takes a new daemon.
+      ...(mesh.gateway.port !== this.o.gatewayPort
+        ? { notes: [`gateway.port ${mesh.gateway.port === 0 ? '0 (any free port)' : mesh.gateway.port} applies from the next start of the daemon: the gateway stays on ${this.gatewayUrl() ?? `port ${this.o.gatewayPort}`} until \`cell down\` and \`cell up\``] }
+        : {}),
     };
   }
 

@@ -1,4 +1,5 @@
 import { createServer, request, Agent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { KERNEL_CELLS as KERNEL_CELL_NAMES } from '../api/index.js';
 
@@ -112,6 +113,8 @@ export interface RouteEndpoint {
  */
 export class Gateway {
   private routes = new Map<string, RouteEndpoint[]>();
+  /** The ports of the instances in `routes`. */
+  private routedPorts = new Set<number>();
   /** The mesh's cells; null until the daemon has said (every cell counts as known then). */
   private cells: ReadonlySet<string> | null = null;
   /** The cells with no ready instance but one on its way (the daemon says which). */
@@ -126,6 +129,11 @@ export class Gateway {
   private holdTimeoutMs: number;
 
   constructor(options: GatewayOptions = {}) {
+    // A socket to an instance that left the table while it served a request is not pooled when
+    // that request ends: the instance is stopping, and its graceful close waits for every
+    // connection it has (a pooled one would hold it until its own keep-alive timeout).
+    const keepSocketAlive = this.agent.keepSocketAlive.bind(this.agent);
+    this.agent.keepSocketAlive = (socket) => this.routedPorts.has((socket as Socket).remotePort ?? -1) && keepSocketAlive(socket);
     this.headersTimeoutMs = positiveMs('headersTimeoutMs', options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS);
     this.holdTimeoutMs = options.holdTimeoutMs ?? HOLD_TIMEOUT_MS;
     if (!Number.isFinite(this.holdTimeoutMs) || this.holdTimeoutMs < 0) throw new TypeError(`option holdTimeoutMs must be a number of milliseconds, got ${String(this.holdTimeoutMs)}`);
@@ -148,6 +156,7 @@ export class Gateway {
     const gone = new Set([...this.routes.values()].flat().map((e) => e.port));
     for (const e of endpoints) gone.delete(e.port);
     this.routes = next;
+    this.routedPorts = new Set(endpoints.map((e) => e.port));
     if (cells !== undefined) this.cells = cells === null ? null : new Set(cells);
     // Kept-alive sockets to instances that left the table: an instance stopping closes them,
     // and a request sent on one as it does could not be sent again (it may have been seen).

@@ -159,4 +159,9 @@ test('e2e homes - a fixed gateway port another mesh holds fails up in one line, 
   await first.ok(['down']);
   await second.ok(['up']);
   assert.equal((await httpGet(port, '/api/')).status, 200);
+  // A new gateway.port on a running mesh takes a new daemon: up says so rather than ignore it.
+  second.writeManifest(DB_API_MESH);
+  const moved = await second.cell(['up']);
+  assert.equal(moved.code, 0, moved.stderr);
+  assert.match(moved.stderr, new RegExp(`^cell: note: gateway.port 0 \\(any free port\\) applies from the next start of the daemon: the gateway stays on http://127.0.0.1:${port} until`, 'm'));
 });

@@ -343,3 +343,18 @@ test('gateway - kept-alive sockets to an instance that left the routing table ar
   assert.equal(await connections(), 0);
   assert.equal((await send(port, '/web/')).body, 'other');
 });
+
+test('gateway - a socket to an instance that left the table while serving is not pooled after its answer', async (t) => {
+  const { gateway, port } = await gatewayOn(t);
+  const web = await instance(t, 'web', 0, (_req, res) => setTimeout(() => res.end('slow'), 200));
+  const other = await instance(t, 'web', 1, (_req, res) => res.end('other'));
+  gateway.setEndpoints([web], ['web']);
+  const pending = send(port, '/web/');
+  await new Promise((r) => setTimeout(r, 50));
+  // The instance is deregistered while it serves the request (it is about to stop).
+  gateway.setEndpoints([other], ['web']);
+  assert.equal((await pending).body, 'slow');
+  const connections = () => new Promise<number>((resolve) => web.server.getConnections((_err, n) => resolve(n)));
+  for (let i = 0; i < 50 && (await connections()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(await connections(), 0, 'the gateway closed its socket once the answer was in, rather than pooling it');
+});
