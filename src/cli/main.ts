@@ -169,9 +169,11 @@ program
       cell ? `restarting ${cell} (building first if its sources changed)` : 'restarting every cell (building first where the sources changed; stopping dependents first)',
       client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 }),
     );
-    if (opts.wait) await waitHealthy(client, result.awaited, timeoutMs);
+    const done = opts.wait ? (await waitHealthy(client, result.awaited, timeoutMs)).completed : [];
     endProgress();
-    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}${opts.wait && result.awaited.length > 0 ? ` (healthy: ${result.awaited.join(', ')})` : ''}\n`);
+    const healthy = result.awaited.filter((c) => !done.includes(c));
+    const outcome = [healthy.length > 0 ? `healthy: ${healthy.join(', ')}` : '', done.length > 0 ? `completed: ${done.join(', ')}` : ''].filter(Boolean).join('; ');
+    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}${opts.wait && outcome ? ` (${outcome})` : ''}\n`);
   });
 
 program

@@ -69,10 +69,11 @@ export async function runUp(o: UpOptions): Promise<void> {
 }
 
 /**
- * Waits until every cell of `cells` has all its instances ready, with a progress line; throws a
+ * Waits until every cell of `cells` has all its instances ready (or, a one-shot job, its run
+ * completed; those are returned), with a progress line; throws a
  * `CliError` naming the cells that are not once one has failed, or at the timeout.
  */
-export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<void> {
+export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs: number): Promise<{ completed: string[] }> {
   const deadline = Date.now() + timeoutMs;
   const wanted = new Set(cells);
   for (;;) {
@@ -82,7 +83,8 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     const app = status.cells.filter((c) => wanted.has(c.name));
     // A job some cell waits to see complete is done once it has, not while it runs.
     const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances)));
-    if (notReady.length === 0) return;
+    // Done: which of them are one-shot jobs whose run completed (not "healthy": they run no more).
+    if (notReady.length === 0) return { completed: app.filter((c) => c.completed).map((c) => c.name) };
     const failed = notReady.filter((c) => c.state === 'failed');
     const describe = (c: CellView) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`;
     if (failed.length > 0) {

@@ -668,7 +668,7 @@ cells:
   assert.ok(Number(lines[2][0]) >= Number(lines[1][0]));
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
   // A restart of the whole mesh runs the job again, and the app again after it.
-  await mesh.ok(['restart']);
+  assert.equal(await mesh.ok(['restart']), 'restarted: migrate, app (healthy: app; completed: migrate)\n');
   const again = readFileSync(join(mesh.dir, 'order.log'), 'utf8').trim().split('\n').map((l) => l.split(' ')[1]);
   assert.deepEqual(again, ['start', 'done', 'app', 'start', 'done', 'app']);
   assert.match(await mesh.ok(['status']), /migrate\s+cell\s+✓ completed/);
