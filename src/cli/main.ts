@@ -231,10 +231,19 @@ program
 
 program
   .command('health [cell]')
-  .description('show the last health check of every instance (or of one cell); exits 1 when one is failing, failed or waiting to restart')
+  .description('show the last health check of every instance (or of one cell, or one instance: <cell>.<i>); exits 1 when one is failing, failed or waiting to restart')
   .option('--json', 'print JSON')
-  .action(async (cell: string | undefined, opts: { json?: boolean }) => {
-    const list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
+  .action(async (target: string | undefined, opts: { json?: boolean }) => {
+    // `api.1` is instance 1 of api, as for `cell logs` (a cell name has no dots).
+    const instanceOf = target ? /^(.+)\.(\d+)$/.exec(target) : null;
+    const cell = instanceOf ? instanceOf[1] : target;
+    let list = await api().get<HealthView[]>(`/v1/health${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
+    if (instanceOf) {
+      const index = Number(instanceOf[2]);
+      const known = list.map((h) => h.instance);
+      list = list.filter((h) => h.instance === index);
+      if (list.length === 0) throw new CliError(`cell "${cell}" has no instance ${index} (instances: ${known.map((i) => `${cell}.${i}`).join(', ') || 'none'})`, 2);
+    }
     // Exit 1 when something is unhealthy, with --json too (a script checks one or the other):
     // a failing check, a crash loop given up, or an instance down waiting out its restart backoff.
     if (list.some((h) => h.health === 'failing' || h.state === 'failed' || h.state === 'backoff')) process.exitCode = 1;

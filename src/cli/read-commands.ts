@@ -43,6 +43,6 @@ export async function runPs(api: ApiClient, opts: { json?: boolean }): Promise<v
   if (opts.json) {
     return printJson(list.map((i) => ({ cell: i.cell, instance: i.instance, pid: i.pid, port: i.port, state: i.state, health: i.health, restarts: i.restarts, version: i.version, started_at: i.started_at })));
   }
-  const rows = list.map((i) => [`${i.cell}.${i.instance}`, i.pid ?? '-', i.port ?? '-', i.completed ? 'stopped (completed)' : i.state, i.health, i.restarts, i.version.slice(0, 12), i.pid ? formatAge(i.started_at) : '-']);
+  const rows = list.map((i) => [`${i.cell}.${i.instance}`, i.pid ?? '-', (i.pid !== null && i.port) || '-', i.completed ? 'stopped (completed)' : i.state, i.health, i.restarts, i.version.slice(0, 12), i.pid ? formatAge(i.started_at) : '-']);
   process.stdout.write(renderTable(['INSTANCE', 'PID', 'PORT', 'STATE', 'HEALTH', 'RESTARTS', 'VERSION', 'UPTIME'], rows) + '\n');
 }

@@ -152,6 +152,10 @@ cells:
   const health = await mesh.json<{ cell: string; health: string }[]>(['health', 'api']);
   assert.equal(health.length, 2);
   assert.ok(health.every((h) => h.health === 'passing'));
+  // One instance, named as for `cell logs`.
+  assert.deepEqual((await mesh.json<{ cell: string; instance: number }[]>(['health', 'api.1'])).map((h) => `${h.cell}.${h.instance}`), ['api.1']);
+  const noSuch = await mesh.cell(['health', 'api.7']);
+  assert.deepEqual([noSuch.code, noSuch.stderr], [2, 'cell: cell "api" has no instance 7 (instances: api.0, api.1)\n']);
   // CHECK is the configured check, REACHED the level the last probe reached.
   const healthText = await mesh.ok(['health']);
   assert.match(healthText, /INSTANCE\s+STATE\s+HEALTH\s+CHECK\s+REACHED/);
