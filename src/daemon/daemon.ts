@@ -946,7 +946,8 @@ export class Daemon {
       port: rec.port || null,
       state: rec.state,
       health: rec.health,
-      restarts: rec.restarts,
+      // A run ended by `cell down` counts from zero at its next start: not the old count until then.
+      restarts: rec.runEnded ? 0 : rec.restarts,
       version: rec.version,
       started_at: rec.startedAt === null ? null : new Date(rec.startedAt).toISOString(),
       reason: rec.reason,
@@ -1066,7 +1067,7 @@ export class Daemon {
       latest_version: latest,
       outdated: running.some((r) => r.version !== latest),
       depends_on: dependsOn,
-      restarts: live.reduce((sum, r) => sum + r.restarts, 0),
+      restarts: live.reduce((sum, r) => sum + (r.runEnded ? 0 : r.restarts), 0),
       reason,
       ...(verbose ? { instance_list: live.map((r) => this.instanceView(r)) } : {}),
     };
