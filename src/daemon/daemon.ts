@@ -1005,10 +1005,12 @@ export class Daemon {
     } catch {
       order = this.appCells().map((d) => d.spec.name);
     }
+    const jobs = this.awaitedToComplete();
     for (const name of order) {
       const d = this.supervisor.desiredCells.get(name)!;
       const recs = recordsOf(name);
-      cells.push(this.cellView(name, 'cell', recs, d.spec.instances, d.spec.dependsOn, d.version, this.latestVersions.get(name) ?? d.version, verbose));
+      const view = this.cellView(name, 'cell', recs, d.spec.instances, d.spec.dependsOn, d.version, this.latestVersions.get(name) ?? d.version, verbose);
+      cells.push(jobs.has(name) ? { ...view, runs_to_completion: true } : view);
     }
     const orphanNames = [...new Set(this.supervisor.orphans().map((r) => r.cell))].filter((n) => !isKernelCell(n));
     for (const name of orphanNames) {
@@ -1047,7 +1049,8 @@ export class Daemon {
     } else if (state === 'waiting' || (state === 'stopped' && desired && live.every((r) => r.state !== 'stopped' || (!r.hold && !r.completed)))) {
       // Nothing ran yet, or what ran stopped and starts again by itself (a restart, a new run
       // after `cell down`): what it waits for now, not why it stopped last.
-      const waitingOn = dependsOn.filter((d) => (desired ? !this.supervisor.dependencyMet(desired.spec, d) : !this.isCellHealthy(d)));
+      // Only a desired cell has dependencies here (kernel and left-over cells are given none).
+      const waitingOn = desired ? dependsOn.filter((d) => !this.supervisor.dependencyMet(desired.spec, d)) : [];
       const awaited = (d: string) => (desired?.spec.awaitsCompletionOf?.includes(d) ? `${d} (to complete)` : d);
       if (waitingOn.length > 0) reason = `waiting for ${waitingOn.map(awaited).join(', ')}`;
       else if (state === 'waiting') reason = 'starting';
@@ -1061,7 +1064,6 @@ export class Daemon {
       instances: wanted,
       ready,
       completed,
-      ...(kind === 'cell' && this.awaitedToComplete().has(name) ? { runs_to_completion: true } : {}),
       pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
       version: running[0]?.version ?? version,
       latest_version: latest,

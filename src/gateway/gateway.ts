@@ -46,8 +46,10 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeade
   return result;
 }
 
-function positiveMs(option: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`option ${option} must be a positive number of milliseconds, got ${String(value)}`);
+function checkedMs(option: string, value: number, o: { zeroAllowed: boolean }): number {
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !o.zeroAllowed)) {
+    throw new TypeError(`option ${option} must be a ${o.zeroAllowed ? 'non-negative' : 'positive'} number of milliseconds, got ${String(value)}`);
+  }
   return value;
 }
 
@@ -134,9 +136,8 @@ export class Gateway {
     // connection it has (a pooled one would hold it until its own keep-alive timeout).
     const keepSocketAlive = this.agent.keepSocketAlive.bind(this.agent);
     this.agent.keepSocketAlive = (socket) => this.routedPorts.has((socket as Socket).remotePort ?? -1) && keepSocketAlive(socket);
-    this.headersTimeoutMs = positiveMs('headersTimeoutMs', options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS);
-    this.holdTimeoutMs = options.holdTimeoutMs ?? HOLD_TIMEOUT_MS;
-    if (!Number.isFinite(this.holdTimeoutMs) || this.holdTimeoutMs < 0) throw new TypeError(`option holdTimeoutMs must be a number of milliseconds, got ${String(this.holdTimeoutMs)}`);
+    this.headersTimeoutMs = checkedMs('headersTimeoutMs', options.headersTimeoutMs ?? UPSTREAM_HEADERS_TIMEOUT_MS, { zeroAllowed: false });
+    this.holdTimeoutMs = checkedMs('holdTimeoutMs', options.holdTimeoutMs ?? HOLD_TIMEOUT_MS, { zeroAllowed: true });
   }
 
   /**
@@ -174,8 +175,7 @@ export class Gateway {
 
   /** How long a request that comes from now on may wait for an instance (0: not at all). */
   setHoldTimeout(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new TypeError(`hold timeout must be a number of milliseconds, got ${String(ms)}`);
-    this.holdTimeoutMs = ms;
+    this.holdTimeoutMs = checkedMs('holdTimeoutMs', ms, { zeroAllowed: true });
   }
 
   private isUnknownCell(cell: string): boolean {
