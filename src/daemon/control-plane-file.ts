@@ -1,6 +1,9 @@
 import type { Clock } from '../clock/index.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../store/index.js';
 
+/** How soon a write that failed (a full disk) is tried again. */
+const RETRY_MS = 1000;
+
 /**
  * Writes control-plane.json (the seed's snapshot of processes, dependencies, versions and last
  * health) atomically: temp file, fsync, rename. Bursts of changes coalesce into one write; a
@@ -11,6 +14,8 @@ export class ControlPlaneFile {
   private writing = false;
   private cancelTimer: (() => void) | null = null;
 
+  private failing = false;
+
   constructor(
     private readonly path: string,
     private readonly clock: Clock,
@@ -18,15 +23,17 @@ export class ControlPlaneFile {
     // fsynced) the whole snapshot ~130 times, CPU taken from the cells starting. The store is
     // the source of truth for readoption; this file may lag by this much.
     private readonly debounceMs = 100,
+    /** Told of the first failed write of a streak (the error), and of the write that ends it (null). */
+    private readonly onError?: (err: Error | null) => void,
   ) {}
 
   private closed = false;
 
-  schedule(snapshot: () => object): void {
+  schedule(snapshot: () => object, delayMs = this.debounceMs): void {
     if (this.closed) return;
     this.pending = snapshot;
     if (this.cancelTimer || this.writing) return;
-    this.cancelTimer = this.clock.setTimer(this.debounceMs, () => {
+    this.cancelTimer = this.clock.setTimer(delayMs, () => {
       this.cancelTimer = null;
       void this.flush();
     });
@@ -46,9 +53,17 @@ export class ControlPlaneFile {
     this.writing = true;
     try {
       await writeFileAtomic(this.path, JSON.stringify(snapshot(), null, 2) + '\n');
+      if (this.failing) this.onError?.(null);
+      this.failing = false;
+    } catch (err) {
+      // A full disk: said once, and this snapshot waits for the next try (the newest wins). The
+      // old file stays whole meanwhile (the rename never happened).
+      if (!this.failing) this.onError?.(err as Error);
+      this.failing = true;
+      this.pending ??= snapshot;
     } finally {
       this.writing = false;
-      if (this.pending) this.schedule(this.pending);
+      if (this.pending) this.schedule(this.pending, this.failing ? RETRY_MS : undefined);
     }
   }
 
@@ -60,6 +75,11 @@ export class ControlPlaneFile {
     this.pending = null;
     await this.inFlight;
     this.pending = null;
-    writeFileAtomicSync(this.path, JSON.stringify(snapshot, null, 2) + '\n');
+    try {
+      writeFileAtomicSync(this.path, JSON.stringify(snapshot, null, 2) + '\n');
+    } catch (err) {
+      // The shutdown goes on: the cells are stopped already, and the store says so.
+      this.onError?.(err as Error);
+    }
   }
 }

@@ -145,7 +145,11 @@ export class Daemon {
     for (const dir of [this.paths.home, this.paths.logs, this.paths.repo, this.paths.keys]) mkdirSync(dir, { recursive: true });
     mkdirSync(this.paths.run, { recursive: true, mode: 0o700 });
     chmodSync(this.paths.run, 0o700);
-    this.log = pino({ base: { pid: process.pid } }, pino.destination({ dest: this.paths.daemonLog, sync: true, mkdir: true }));
+    // A full disk must not end the daemon through its own log: a failed write is dropped (and the
+    // buffer held for the next one is capped), and the daemon goes on supervising.
+    const logFile = pino.destination({ dest: this.paths.daemonLog, sync: true, mkdir: true, maxLength: 1024 * 1024 });
+    logFile.on('error', () => {});
+    this.log = pino({ base: { pid: process.pid } }, logFile);
     for (const name of KERNEL_CELLS) this.kernel.set(name, { state: 'stopped', since: this.startedAt });
   }
 
@@ -170,7 +174,10 @@ export class Daemon {
     this.secret = loadOrCreateSecret(join(this.paths.keys, 'mesh.secret'));
     this.store = openSqliteStore(this.paths.stateDb);
     this.events = new EventLog(this.store);
-    this.controlPlane = new ControlPlaneFile(this.paths.controlPlane, this.o.clock);
+    this.controlPlane = new ControlPlaneFile(this.paths.controlPlane, this.o.clock, undefined, (err) => {
+      if (err) this.log.error({ err: err.message }, 'cannot write control-plane.json; trying again every second');
+      else this.log.info('control-plane.json written again');
+    });
 
     // 1. builder: versions are computed on apply and by the version loop.
     this.kernelReady('builder');

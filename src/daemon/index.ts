@@ -93,5 +93,33 @@ export async function runDaemon(o: RunDaemonOptions): Promise<RunningDaemon> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A write that fails for want of space (or a failing disk) somewhere off the paths that handle
+  // it themselves must not end the daemon: every cell would go unwatched. Any other error still
+  // ends it, as node would (a bug must not run on in an unknown state).
+  const onUncaught = (err: unknown) => {
+    if (!isResourceError(err)) {
+      process.stderr.write(`cell daemon: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    }
+    daemon.log.error({ err: describe(err) }, 'a write failed (disk full?); the daemon goes on');
+  };
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
   return { daemon, stopped };
+}
+
+/** Error codes of a full or failing disk, from node (errno) and SQLite. */
+const RESOURCE_ERROR_CODE = /^(ENOSPC|EDQUOT|EIO|EROFS|SQLITE_FULL|SQLITE_IOERR|SQLITE_READONLY)/;
+
+/** Whether `err`, or an error it was caused by, is a full or failing disk. */
+export function isResourceError(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && RESOURCE_ERROR_CODE.test(code)) return true;
+  }
+  return false;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

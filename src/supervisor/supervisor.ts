@@ -91,6 +91,8 @@ const FIRST_READY_PROBE_MS = 20;
  * later than its ramp says.
  */
 const LAUNCH_PROBE_GRID_MS = 20;
+/** How often records are written again while the store refuses writes (see storeFailed). */
+const STORE_RETRY_MS = 1000;
 
 function sleep(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimer(ms, resolve));
@@ -126,6 +128,9 @@ export class Supervisor {
   private readonly usedPorts = new Set<number>();
   private readonly ports: PortAllocator;
   private tickQueued = false;
+  /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
+  private storeUnwritable = false;
+  private cancelStoreRetry: (() => void) | null = null;
   private cancelWake: (() => void) | null = null;
   /** When the reconciler is due to run again by itself (a backoff, a grace deadline), or null. */
   private wakeAt: number | null = null;
@@ -358,7 +363,7 @@ export class Supervisor {
       case 'pause': {
         const rec = this.records.get(key)!;
         this.stopProbing(key);
-        this.o.registry.deregister(rec.cell, rec.index);
+        this.deregister(rec);
         if (rec.pid !== null) this.o.driver.signalGroup(rec.pid, 'SIGSTOP');
         this.update(pausedFor(rec, action.reason, this.o.clock.now()), action.reason);
         break;
@@ -530,7 +535,7 @@ export class Supervisor {
     // A stop in progress owns the transition to `stopped`.
     if (rec.state === 'draining' || this.stopsInFlight.has(key)) return;
     this.stopProbing(key);
-    this.o.registry.deregister(rec.cell, rec.index);
+    this.deregister(rec);
     const spec = this.desired.cells.get(rec.cell)?.spec;
     const now = this.o.clock.now();
     if (!spec) {
@@ -722,7 +727,7 @@ export class Supervisor {
         this.requestTick();
       } else {
         if (current.health !== 'passing') this.update(probePassed(current, now));
-        this.o.registry.heartbeat(current.cell, current.index, () => this.endpointOf(current), now);
+        this.tolerateStoreFailure(() => this.o.registry.heartbeat(current.cell, current.index, () => this.endpointOf(current), now));
       }
     } else if (current.state === 'ready') {
       const failures = (this.probeFailures.get(key) ?? 0) + 1;
@@ -782,7 +787,7 @@ export class Supervisor {
     const rec = this.records.get(key);
     if (!rec) return;
     this.stopProbing(key);
-    this.o.registry.deregister(rec.cell, rec.index);
+    this.deregister(rec);
     this.o.log.warn({ cell: rec.cell, instance: rec.index, reason }, 'killing unhealthy instance');
     this.update({ ...rec, killedForHealth: true, health: 'failing', healthDetail: reason });
     if (rec.pid === null) return;
@@ -828,7 +833,7 @@ export class Supervisor {
     const rec = this.records.get(key);
     if (!rec) return;
     this.stopProbing(key);
-    this.o.registry.deregister(rec.cell, rec.index);
+    this.deregister(rec);
     const now = this.o.clock.now();
     if (rec.pid === null) {
       this.update({ ...stoppedOnRequest(rec, reason, now, hold), runEnded: endsRun }, reason);
@@ -946,6 +951,8 @@ export class Supervisor {
     this.detached = true;
     this.scheduleWake(null);
     for (const key of [...this.probeTimers.keys(), ...this.roundOf.keys()]) this.stopProbing(key);
+    this.cancelStoreRetry?.();
+    this.cancelStoreRetry = null;
   }
 
   /** Instances whose cell is no longer desired (prune removes them). */
@@ -1000,8 +1007,7 @@ export class Supervisor {
   private updateAll(changes: { next: InstanceRecord; reason?: string | null; ops?: TxnOp[] }[]): void {
     if (changes.length === 0) return;
     const now = this.o.clock.now();
-    this.o.events.appendAll(
-      changes.map(({ next, reason, ops: own = [] }) => {
+    const entries = changes.map(({ next, reason, ops: own = [] }) => {
         const key = instanceKey(next.cell, next.index);
         const prev = this.records.get(key);
         this.records.set(key, next);
@@ -1011,10 +1017,58 @@ export class Supervisor {
         // At the transition's own time (the record's stateSince), not this write's: the two differ
         // by whatever ran in between, and a backoff measured from the events must match the timer.
         return { event: { at: next.stateSince, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
-      }),
-      now,
-    );
+    });
+    try {
+      this.o.events.appendAll(entries, now);
+    } catch (err) {
+      this.storeFailed(err);
+    }
     this.o.onChange?.();
+  }
+
+  /**
+   * A commit failed (the disk is full, the store's file went away): the instances are supervised
+   * on from memory, which holds every change already, and their records are written again, all
+   * of them, once the store takes writes. What is lost meanwhile is the events of the changes
+   * and what a daemon dying before then would readopt from (the last records stored). Throwing
+   * instead would end the daemon from inside an exit or a probe, and no cell would be watched.
+   */
+  private storeFailed(err: unknown): void {
+    if (!this.storeUnwritable) {
+      this.storeUnwritable = true;
+      this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'cannot write the state store; supervising from memory, writing every record again each second');
+    }
+    if (this.cancelStoreRetry) return;
+    this.cancelStoreRetry = this.o.clock.setTimer(STORE_RETRY_MS, () => {
+      this.cancelStoreRetry = null;
+      const ops: TxnOp[] = [...this.records.entries()].map(([key, value]) => ({ op: 'put', key: `${RECORD_PREFIX}${key}`, value }));
+      try {
+        this.o.store.txn([], ops, this.o.clock.now());
+      } catch (again) {
+        this.storeFailed(again);
+        return;
+      }
+      this.storeUnwritable = false;
+      this.o.log.info({ records: ops.length }, 'the state store takes writes again: every record written');
+    });
+  }
+
+  /**
+   * Takes `rec` out of discovery. A store that refuses the write leaves its endpoint until its
+   * lease runs out (the gateway then meets a closed port, and holds or retries the request): an
+   * exit or a stop must go on regardless.
+   */
+  private deregister(rec: InstanceRecord): void {
+    this.tolerateStoreFailure(() => this.o.registry.deregister(rec.cell, rec.index));
+  }
+
+  /** Runs a registry write; a store refusing it is reported as storeFailed does, and the caller goes on. */
+  private tolerateStoreFailure(write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      this.storeFailed(err);
+    }
   }
 
   /** A launching instance with a process is killed once its grace is over (reconcile): wake by then. */

@@ -25,7 +25,7 @@ class Harness implements Disposable {
   readonly events = new EventLog(this.store);
   supervisor = this.newSupervisor();
 
-  newSupervisor(ports?: PortAllocator): Supervisor {
+  newSupervisor(ports?: PortAllocator, log: typeof silent = silent): Supervisor {
     return new Supervisor({
       ports,
       driver: this.driver,
@@ -33,7 +33,7 @@ class Harness implements Disposable {
       clock: this.clock,
       registry: new Registry(this.store, 10_000),
       events: this.events,
-      log: silent,
+      log,
       home: join(this.dir, 'home'),
       baseEnv: {},
       logFileOf: (cell, i) => join(this.dir, `${cell}.${i}.log`),
@@ -473,4 +473,35 @@ test('supervisor - when an instance\'s process exits, what it left in its proces
   await h.advance(500, 10);
   assert.ok(h.driver.signalsTo(first.pid!).includes('SIGKILL'), `its group got SIGKILL: ${JSON.stringify(h.driver.signals)}`);
   assert.equal(h.driver.get(first.pid!)!.isGroupAlive, false, 'no orphan of the first run is left');
+});
+
+test('supervisor - a store that refuses writes (disk full): a crashed instance is restarted all the same, and its records are written once the store takes writes', async () => {
+  using h = new Harness();
+  const logged: string[] = [];
+  const log = { info: (_o: object, msg: string) => logged.push(msg), warn() {}, error: (_o: object, msg: string) => logged.push(msg) };
+  h.supervisor = h.newSupervisor(undefined, log);
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' }), processCheck({ name: 'b', dependsOn: ['a'] })));
+  await h.advance(300);
+  assert.equal(h.state('a')!.state, 'ready');
+  assert.equal(h.state('b')!.state, 'ready');
+  const txn = h.store.txn.bind(h.store);
+  const full = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  h.store.txn = () => {
+    throw full;
+  };
+  const before = h.state('a')!;
+  h.driver.exitProcess(before.pid!, null, 'SIGKILL');
+  await h.advance(300);
+  const after = h.state('a')!;
+  assert.equal(after.state, 'ready', 'restarted from memory');
+  assert.notEqual(after.pid, before.pid);
+  assert.equal(after.restarts, 1);
+  assert.equal(logged.filter((m) => m.startsWith('cannot write the state store')).length, 1, 'said once, not per write');
+  const stored = () => h.store.get<InstanceRecord>('instances/a/0', h.clock.now())?.value;
+  assert.equal(stored()?.pid, before.pid, 'the store still has the old process');
+  h.store.txn = txn;
+  await h.advance(1100);
+  assert.equal(stored()?.pid, after.pid, 'written again once the store takes writes');
+  assert.equal(stored()?.state, 'ready');
+  assert.ok(logged.includes('the state store takes writes again: every record written'));
 });
