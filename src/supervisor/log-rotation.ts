@@ -14,7 +14,13 @@ import { StringDecoder } from 'node:string_decoder';
  * writer appends during the copy is copied too, in rounds, until a round finds next to nothing
  * new; only a write between that last round and the truncate, microseconds, can be lost (a whole
  * copy's worth with logrotate's plain copytruncate).
- * Returns true if it rotated. A missing file is not an error.
+ *
+ * A copy takes at most the last 4 x `maxBytes` (1 MiB at least) of the file, and what comes
+ * during the copy up to twice that: a file is checked about twice before it fills (see
+ * RotationSchedule), so only a cell that wrote far faster than that (gigabytes between two
+ * checks, or faster than the copy goes) loses its oldest output, instead of the disk filling up;
+ * the copy says where and how much, in a line of its own. Returns true if it rotated. A missing
+ * file is not an error.
  */
 export function rotateIfLarger(file: string, maxBytes: number, keep: number): boolean {
   if (!Number.isInteger(keep) || keep < 0) throw new TypeError(`rotateIfLarger: keep must be an integer >= 0, got ${keep}`);
@@ -30,7 +36,7 @@ export function rotateIfLarger(file: string, maxBytes: number, keep: number): bo
     for (let i = keep - 1; i >= 1; i--) {
       if (existsSync(`${file}.${i}`)) renameSync(`${file}.${i}`, `${file}.${i + 1}`);
     }
-    copyThenTruncate(file, `${file}.1`);
+    copyThenTruncate(file, `${file}.1`, maxBytes);
   } else {
     truncateSync(file, 0);
   }
@@ -41,23 +47,42 @@ export function rotateIfLarger(file: string, maxBytes: number, keep: number): bo
 const MAX_COPY_ROUNDS = 16;
 /** A round that found this little new output is the last before the truncate. */
 const SETTLED_BYTES = 64 * 1024;
+/** The least a copy takes of a file's end (see rotateIfLarger). */
+const MIN_COPY_WINDOW = 1024 * 1024;
 
-function copyThenTruncate(file: string, copy: string): void {
+function copyThenTruncate(file: string, copy: string, maxBytes: number): void {
   const src = openSync(file, 'r+');
   try {
     const dst = openSync(copy, 'w');
     try {
       const buf = Buffer.allocUnsafe(1024 * 1024);
+      const window = Math.max(4 * maxBytes, MIN_COPY_WINDOW);
+      // How far into `file` the copy has come (copied or skipped), and what it has written.
       let copied = 0;
+      let written = 0;
+      let lastByte = 0x0a;
+      let flooded = false;
       const copyTo = (end: number) => {
+        if (end - copied > window) {
+          flooded = true;
+          // More than a copy's worth behind: the oldest of it goes, and the copy says so.
+          const skipped = end - window - copied;
+          copied += skipped;
+          const note = Buffer.from(`${lastByte === 0x0a ? '' : '\n'}[cell] ${skipped} bytes of output dropped here: the cell wrote faster than its log is rotated (logs.max_size)\n`);
+          writeSync(dst, note);
+          written += note.length;
+        }
         while (copied < end) {
           const n = readSync(src, buf, 0, Math.min(buf.length, end - copied), copied);
           if (n === 0) break;
           writeSync(dst, buf, 0, n);
           copied += n;
+          written += n;
+          lastByte = buf[n - 1];
         }
       };
-      for (let round = 0; round < MAX_COPY_ROUNDS; round++) {
+      // A flood is not caught up with: one last look, then the truncate.
+      for (let round = 0; round < MAX_COPY_ROUNDS && written < 2 * window && !flooded; round++) {
         const before = copied;
         copyTo(fstatSync(src).size);
         if (round > 0 && copied - before < SETTLED_BYTES) break;
@@ -75,11 +100,11 @@ function copyThenTruncate(file: string, copy: string): void {
 
 /**
  * When to check each log file next, from how fast it grew: a file filling up is checked about
- * twice before it reaches its limit (at most every 250 ms), a quiet one every 10 s. So a cell
+ * twice before it reaches its limit (at most every 100 ms), a quiet one every 10 s. So a cell
  * that writes 5 MB/s stays near its `max_size`, and 100 quiet cells cost 10 stats a second.
  */
 export class RotationSchedule {
-  static readonly MIN_MS = 250;
+  static readonly MIN_MS = 100;
   static readonly MAX_MS = 10_000;
   private readonly seen = new Map<string, { size: number; at: number; due: number }>();
 

@@ -255,3 +255,21 @@ test('logs - followFile reads the end of what it followed from the rotated copy,
   controller.abort();
   await following;
 });
+
+test('logs - a file far over its limit (a cell writing faster than rotation) is copied from its last 4 x max_size only, and the copy says what was dropped', (t) => {
+  const file = join(tempDir(t), 'flood.0.log');
+  const maxBytes = 512 * 1024;
+  const line = (i: number) => `line ${String(i).padStart(8, '0')} ${'x'.repeat(80)}\n`;
+  const lines = Array.from({ length: 200_000 }, (_, i) => line(i));
+  writeFileSync(file, lines.join(''));
+  const size = statSync(file).size;
+  assert.ok(size > 30 * maxBytes);
+  assert.equal(rotateIfLarger(file, maxBytes, 2), true);
+  assert.equal(statSync(file).size, 0);
+  const copy = readFileSync(`${file}.1`, 'utf8');
+  const window = 4 * maxBytes;
+  const note = `[cell] ${size - window} bytes of output dropped here: the cell wrote faster than its log is rotated (logs.max_size)\n`;
+  assert.ok(copy.startsWith(note), copy.slice(0, 200));
+  assert.equal(copy.length, note.length + window);
+  assert.ok(copy.endsWith(lines.at(-1)!), 'up to the last line written');
+});
