@@ -91,6 +91,8 @@ const FIRST_READY_PROBE_MS = 20;
  * later than its ramp says.
  */
 const LAUNCH_PROBE_GRID_MS = 20;
+/** How often a stop looks whether the rest of a group has exited once its leader has (a /proc scan). */
+const GROUP_EXIT_POLL_MS = 50;
 /** How often records are written again while the store refuses writes (see storeFailed). */
 const STORE_RETRY_MS = 1000;
 
@@ -523,17 +525,19 @@ export class Supervisor {
 
   private onExit(key: string, handle: ProcessHandle, exit: ExitInfo): void {
     if (this.detached) return;
+    if (this.handles.get(key) === handle) this.handles.delete(key);
+    const rec = this.records.get(key);
+    // A stop in progress owns the group and the transition to `stopped`: the leader of a shell
+    // line (`cd app && node server.js`) dies of the stop signal at once, while the program it
+    // started finishes its shutdown (runStop waits for the whole group).
+    const stopping = rec !== undefined && rec.pid === handle.pid && (rec.state === 'draining' || this.stopsInFlight.has(key));
     // The instance is its process group: what its leader leaves behind (a shell's background
     // job, a forked worker holding the old port) dies with it, as a container's processes die
     // with its main one, instead of living on unsupervised beside the restarted instance. Done at
     // once: while any member lives, the kernel keeps the group's id from being reused. An adopted
     // leader's exit is seen late, by polling: its group must still be ours.
-    if (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
-    if (this.handles.get(key) === handle) this.handles.delete(key);
-    const rec = this.records.get(key);
-    if (!rec || rec.pid !== handle.pid) return;
-    // A stop in progress owns the transition to `stopped`.
-    if (rec.state === 'draining' || this.stopsInFlight.has(key)) return;
+    if (!stopping && (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home)))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
+    if (!rec || rec.pid !== handle.pid || stopping) return;
     this.stopProbing(key);
     this.deregister(rec);
     const spec = this.desired.cells.get(rec.cell)?.spec;
@@ -847,6 +851,18 @@ export class Supervisor {
     const handle = this.handles.get(key);
     const exited = handle ? handle.exited.then(() => true) : Promise.resolve(!this.isRunning(rec));
     const exitedWithin = (ms: number) => Promise.race([exited, sleep(this.o.clock, ms).then(() => false)]);
+    // A stage of the stop ends when the whole group is gone, not its leader alone: the program
+    // of a shell line outlives the shell that leads its group, finishing its own shutdown.
+    const stoppedWithin = async (ms: number): Promise<boolean> => {
+      const deadline = this.o.clock.now() + ms;
+      if (!(await exitedWithin(ms))) return false;
+      while (this.o.driver.groupAlive(pid)) {
+        const left = deadline - this.o.clock.now();
+        if (left <= 0) return false;
+        await sleep(this.o.clock, Math.min(GROUP_EXIT_POLL_MS, left));
+      }
+      return true;
+    };
     const send = (signal: NodeJS.Signals) => {
       this.o.driver.signalGroup(pid, signal);
       // A paused (SIGSTOPped) group only acts on its signals once continued.
@@ -861,16 +877,16 @@ export class Supervisor {
       } catch (err) {
         this.o.log.warn({ cell: rec.cell, instance: rec.index, err: String(err) }, 'shutdown op failed, signalling');
       }
-      gone = await exitedWithin(Math.min(stop.timeoutMs, 1000));
+      gone = await stoppedWithin(Math.min(stop.timeoutMs, 1000));
     }
     if (!gone) {
       send(stop.signal);
-      gone = await exitedWithin(stop.timeoutMs);
+      gone = await stoppedWithin(stop.timeoutMs);
     }
     if (!gone) {
       this.o.log.warn({ cell: rec.cell, instance: rec.index, pid }, `no exit within ${stop.timeoutMs}ms of ${stop.signal}, sending SIGTERM`);
       send('SIGTERM');
-      gone = await exitedWithin(stop.killAfterMs);
+      gone = await stoppedWithin(stop.killAfterMs);
     }
     if (!gone) {
       this.o.log.warn({ cell: rec.cell, instance: rec.index, pid }, `no exit within ${stop.killAfterMs}ms of SIGTERM, sending SIGKILL`);

@@ -14,7 +14,8 @@ import type { InstanceRecord } from '../../src/reconciler/index.js';
 import { FakeProcessDriver } from '../support/fake-driver.js';
 import { fake } from '../support/fake.js';
 
-const silent = { info() {}, warn() {}, error() {} };
+type TestLog = { info(o: object, msg: string): void; warn(o: object, msg: string): void; error(o: object, msg: string): void };
+const silent: TestLog = { info() {}, warn() {}, error() {} };
 
 /** A supervisor over a real SQLite store, the fake driver and a manual clock. */
 class Harness implements Disposable {
@@ -25,7 +26,7 @@ class Harness implements Disposable {
   readonly events = new EventLog(this.store);
   supervisor = this.newSupervisor();
 
-  newSupervisor(ports?: PortAllocator, log: typeof silent = silent): Supervisor {
+  newSupervisor(ports?: PortAllocator, log: TestLog = silent): Supervisor {
     return new Supervisor({
       ports,
       driver: this.driver,
@@ -478,7 +479,7 @@ test('supervisor - when an instance\'s process exits, what it left in its proces
 test('supervisor - a store that refuses writes (disk full): a crashed instance is restarted all the same, and its records are written once the store takes writes', async () => {
   using h = new Harness();
   const logged: string[] = [];
-  const log = { info: (_o: object, msg: string) => logged.push(msg), warn() {}, error: (_o: object, msg: string) => logged.push(msg) };
+  const log: TestLog = { info: (_o, msg) => void logged.push(msg), warn() {}, error: (_o, msg) => void logged.push(msg) };
   h.supervisor = h.newSupervisor(undefined, log);
   h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' }), processCheck({ name: 'b', dependsOn: ['a'] })));
   await h.advance(300);
@@ -504,4 +505,24 @@ test('supervisor - a store that refuses writes (disk full): a crashed instance i
   assert.equal(stored()?.pid, after.pid, 'written again once the store takes writes');
   assert.equal(stored()?.state, 'ready');
   assert.ok(logged.includes('the state store takes writes again: every record written'));
+});
+
+test('supervisor - a stop waits for the whole process group: a shell line\'s program finishes its shutdown after the shell leading it died of the stop signal', async () => {
+  using h = new Harness();
+  // `cd app && node server.js`: SIGTERM to the group ends the shell at once; the program exits
+  // 1.5 s later, its shutdown done.
+  h.driver.script('web', { groupStopsAfterMs: 1500 });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'web', stop: { signal: 'SIGTERM', timeoutMs: 5000, killAfterMs: 2000 } })));
+  await h.advance(200);
+  const pid = h.state('web')!.pid!;
+  const stopped = h.supervisor.stopInstance('web', 0, 'test');
+  await h.advance(1000, 50);
+  assert.equal(h.driver.get(pid)!.isRunning, false, 'the shell died of SIGTERM');
+  assert.equal(h.state('web')!.state, 'draining', 'the stop waits for the program');
+  assert.ok(!h.driver.signalsTo(pid).includes('SIGKILL'), `no SIGKILL while the program shuts down: ${h.driver.signalsTo(pid).join(' ')}`);
+  await h.advance(700, 50);
+  await stopped;
+  assert.equal(h.state('web')!.state, 'stopped');
+  assert.deepEqual([...new Set(h.driver.signalsTo(pid))], ['SIGTERM', 'SIGCONT'], 'the stop signal alone');
+  assert.equal(h.driver.groupAlive(pid), false);
 });

@@ -28,6 +28,11 @@ export interface FakeScript {
    * receives SIGKILL.
    */
   leavesOrphans?: boolean;
+  /**
+   * A shell line's group: a signal it handles ends the leader (the shell) at once, while the rest
+   * of the group (the program the shell started) exits this long after it, unless SIGKILLed first.
+   */
+  groupStopsAfterMs?: number;
 }
 
 export interface FakeSpawn extends SpawnRequest {
@@ -126,6 +131,11 @@ export class FakeProcessDriver implements ProcessDriver {
     if (!FATAL_BY_DEFAULT.has(signal)) return;
     const exit: ExitInfo = proc.script.signalExitCode !== undefined ? { code: proc.script.signalExitCode, signal: null } : { code: null, signal };
     proc.cancelTimer?.();
+    if (proc.script.groupStopsAfterMs !== undefined) {
+      this.finish(pid, { code: null, signal });
+      this.clock.setTimer(proc.script.groupStopsAfterMs, () => (proc.isGroupAlive = false));
+      return;
+    }
     const delay = proc.script.stopAfterMs ?? 0;
     if (delay > 0) proc.cancelTimer = this.clock.setTimer(delay, () => this.finish(pid, exit));
     else this.finish(pid, exit);
@@ -188,7 +198,7 @@ export class FakeProcessDriver implements ProcessDriver {
     if (!proc || !proc.isRunning) return;
     proc.cancelTimer?.();
     proc.isRunning = false;
-    if (!proc.script.leavesOrphans) proc.isGroupAlive = false;
+    if (!proc.script.leavesOrphans && proc.script.groupStopsAfterMs === undefined) proc.isGroupAlive = false;
     proc.exit = info;
     proc.settle(info);
   }
