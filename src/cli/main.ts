@@ -26,6 +26,11 @@ program
   .configureOutput({ outputError: (text, write) => write(`cell: ${oneLineUsageError(text)}\n`) })
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
+// An empty cell name is an unset variable (`cell restart "$CELL"`): never "every cell".
+program.hook('preAction', (_program, command) => {
+  if (command.registeredArguments[0]?.name() === 'cell' && command.args[0] === '') throw new CliError('the cell name is empty (an unset variable?)', 2);
+});
+
 function oneLineUsageError(text: string): string {
   const lines = text.trim().replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean);
   const meant = lines.find((l) => l.startsWith('(Did you mean'));

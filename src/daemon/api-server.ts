@@ -68,7 +68,21 @@ function stringField(body: Record<string, unknown>, field: string, required = fa
     return undefined;
   }
   if (typeof value !== 'string') throw new BadRequestError(`field "${field}" must be a string, got ${typeof value}`, field);
+  // An empty name is a caller's unset variable, never "every cell".
+  if (value === '') throw new BadRequestError(`field "${field}" is empty`, field);
   return value;
+}
+
+/**
+ * Refuses a body with a field the route does not take: `{"name": "web"}` for `{"cell": "web"}`
+ * would otherwise read as no cell at all, and restart every one.
+ */
+function onlyFields(body: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+  const unknown = Object.keys(body).find((k) => !fields.includes(k));
+  if (unknown !== undefined) {
+    throw new BadRequestError(`unknown field ${shortJson(unknown)}${fields.length > 0 ? ` (fields: ${fields.join(', ')})` : ' (this request takes none)'}`, unknown);
+  }
+  return body;
 }
 
 /** `true`, `false`, or absent (undefined or null); anything else (`"yes"`, `1`) is a bad request, never read as false. */
@@ -164,30 +178,35 @@ export class ApiServer {
       if (waitMs > 0 && (knownCells === null || knownCells === this.cellsView().cells_digest)) await this.waitEndpointsOrCells(after, waitMs, knownCells);
       return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView(), starting: d.startingCells(), hold_ms: d.gatewayHoldMs() };
     });
-    this.routes.set('POST /v1/apply', async (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/apply', async (_q, _r, _u, raw) => {
+      const body = onlyFields(raw, ['file']);
       const result = await d.apply(stringField(body, 'file', true));
       this.cellsMayHaveChanged();
       return result;
     });
-    this.routes.set('POST /v1/scale', (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/scale', (_q, _r, _u, raw) => {
+      const body = onlyFields(raw, ['cell', 'instances']);
       const instances = body.instances;
       if (typeof instances !== 'number') throw new BadRequestError('field "instances" must be a number', 'instances');
       return d.scale(stringField(body, 'cell', true), instances);
     });
-    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => d.restart(stringField(body, 'cell')));
-    this.routes.set('POST /v1/prune', async (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => d.restart(stringField(onlyFields(body, ['cell']), 'cell')));
+    this.routes.set('POST /v1/prune', async (_q, _r, _u, raw) => {
+      const body = onlyFields(raw, ['dry_run']);
       const dryRun = booleanField(body, 'dry_run') ?? false;
       const victims = await d.prune(dryRun);
       if (!dryRun) this.cellsMayHaveChanged();
       return { dry_run: dryRun, instances: victims.map((v) => ({ cell: v.cell, instance: v.index, pid: v.pid })) };
     });
-    this.routes.set('POST /v1/down', async () => {
+    this.routes.set('POST /v1/down', async (_q, _r, _u, body) => {
+      onlyFields(body, []);
       const result = await d.shutdown();
       setImmediate(() => this.onShutdown());
       // The caller waits for this process to be gone: its socket goes a moment before it does.
       return { ...result, pid: process.pid };
     });
-    this.routes.set('POST /v1/ready', (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/ready', (_q, _r, _u, raw) => {
+      const body = onlyFields(raw, ['cell', 'instance', 'pid', 'socket']);
       const instance = body.instance;
       const pid = body.pid;
       if (typeof instance !== 'number' || !Number.isInteger(instance)) throw new BadRequestError('field "instance" must be an integer', 'instance');
@@ -196,7 +215,8 @@ export class ApiServer {
       d.requireCell(cell);
       return { accepted: d.supervisor.announceReady(cell, instance, pid, stringField(body, 'socket', true)) };
     });
-    this.routes.set('POST /v1/discover', (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/discover', (_q, _r, _u, raw) => {
+      const body = onlyFields(raw, ['cell', 'timeout_ms', 'spawn']);
       const timeoutMs = Math.min(numberField(body, 'timeout_ms', { min: 0 }) ?? 30_000, 120_000);
       const spawn = booleanField(body, 'spawn') ?? true;
       return d.discover(stringField(body, 'cell', true), { spawn, timeoutMs });

@@ -1,7 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ParsedManifest } from '../api/index.js';
+import { MAX_MANIFEST_BYTES, readRegularTextFile, type ParsedManifest } from '../api/index.js';
 import type { MeshSpec } from '../manifest/index.js';
 
 /** An error thrown in the manifest parser, rebuilt with its name and fields (e.g. ManifestError). */
@@ -52,7 +51,7 @@ export class ManifestParser {
   prefetch(file: string): void {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularTextFile(file, MAX_MANIFEST_BYTES);
     } catch {
       return; // The apply will report it, with the parser's own words.
     }
@@ -77,7 +76,7 @@ export class ManifestParser {
     if (prefetched && prefetched.file === file) {
       let text: string | null = null;
       try {
-        text = readFileSync(file, 'utf8');
+        text = readRegularTextFile(file, MAX_MANIFEST_BYTES);
       } catch {
         // Gone or unreadable now: the fresh parse below says so.
       }

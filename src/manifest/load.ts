@@ -7,7 +7,8 @@
  * gives the same message and fixing errors top to bottom works. A quicker reading without node
  * positions (js-yaml, quick-yaml.ts) goes first; at any doubt or problem these four steps run.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile } from '../api/index.js';
 import path from 'node:path';
 import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import type { z } from 'zod';
@@ -39,15 +40,16 @@ export function loadManifest(file: string): MeshSpec {
   return parseManifest(readManifestText(file), file);
 }
 
-/** The text of the manifest at `file`; a missing or unreadable file is a ManifestError. */
+/**
+ * The text of the manifest at `file`. A missing or unreadable file, one that is not a regular
+ * file (a FIFO, /dev/zero) or one over MAX_MANIFEST_BYTES is a ManifestError.
+ */
 export function readManifestText(file: string): string {
   try {
-    return readFileSync(file, 'utf8');
+    return readRegularTextFile(file, MAX_MANIFEST_BYTES);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read the file: ${(err as Error).message}`;
-    throw new ManifestError({ file, reason }, { cause: err });
+    if (err instanceof TextFileError) throw new ManifestError({ file, reason: err.reason }, { cause: err });
+    throw err;
   }
 }
 

@@ -107,6 +107,13 @@ function integer(min: number, max?: number) {
 
 const nonEmptyString = z.string().refine((s) => s.trim() !== '', { error: 'must not be empty' });
 
+/**
+ * The longest `run` line. The kernel refuses a single argument over 128 KiB (E2BIG), which the
+ * line is for `/bin/sh -c`: refused here, at its key, instead of a crash loop of failed spawns.
+ */
+export const MAX_RUN_BYTES = 64 * 1024;
+const runLine = nonEmptyString.refine((s) => Buffer.byteLength(s) <= MAX_RUN_BYTES, { error: (issue) => `is too long: ${Buffer.byteLength(String(issue.input))} bytes (at most ${MAX_RUN_BYTES})` });
+
 function duration(opts: { positive?: boolean } = {}) {
   return converted((value) => {
     if (typeof value !== 'number' && typeof value !== 'string') {
@@ -317,7 +324,7 @@ const dependsOn = z.unknown().transform((deps, ctx): RawDependency[] => {
 });
 
 export const cellObject = z.strictObject({
-  run: nonEmptyString,
+  run: runLine,
   cwd: nonEmptyString.optional(),
   env: absentIfNull(z.record(envName, envValue).default({})),
   depends_on: dependsOn.default([]),

@@ -42,7 +42,8 @@ export class SpawnError extends Error {
     const reason =
       options?.reason ??
       (options?.cause instanceof Error ? options.cause.message : options?.cause !== undefined ? String(options.cause) : 'unknown error');
-    super(`cannot start ${fields.cell}#${fields.instance} (${fields.command}): ${reason}`, options);
+    // The command as far as it says which one: a reason is shown in `cell status` and stored with each attempt.
+    super(`cannot start ${fields.cell}#${fields.instance} (${fields.command.length > 200 ? `${fields.command.slice(0, 200)}…` : fields.command}): ${reason}`, options);
     this.cell = fields.cell;
     this.instance = fields.instance;
     this.command = fields.command;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -39,6 +40,8 @@ const BAD_MANIFESTS: BadManifest[] = [
     key: 'cells.api.depends_on[0]',
     says: 'unknown cell "dbb" (cells: api, db)',
   },
+  // sh -c takes one argument of at most 128 KiB: a longer line would pass here and crash-loop at spawn (E2BIG).
+  { kind: 'run-too-long', text: `cells:\n  db:\n    run: echo ${'x'.repeat(70_000)}\n`, line: 3, key: 'cells.db.run', says: 'is too long: 70005 bytes (at most 65536)' },
   { kind: 'self-dependency', text: 'cells:\n  db:\n    run: node x\n    depends_on: [db]\n', line: 4, key: 'cells.db.depends_on[0]', says: 'a cell cannot depend on itself ("db")' },
   {
     kind: 'dependency-cycle',
@@ -416,6 +419,15 @@ describe('e2e bad input', { concurrency: true }, () => {
     assert.equal(cycle.key, 'cells');
     const gone = join(mesh.dir, 'gone.yaml');
     assertApiError(await post('/v1/apply', JSON.stringify({ file: gone })), 400, 'ManifestError', `${gone}: file not found`, 'apply a missing file');
+    // Not a regular file: /dev/zero never ends, a FIFO blocks its reader; both refused before a read.
+    assertApiError(await post('/v1/apply', JSON.stringify({ file: '/dev/zero' })), 400, 'ManifestError', '/dev/zero: is a device, not a regular file', 'apply /dev/zero');
+    const fifo = join(mesh.dir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    for (const file of ['/dev/zero', fifo]) {
+      const r = await mesh.cell(['-f', file, 'up'], { timeoutMs: 20_000 });
+      assert.equal(r.code, 2, `up -f ${file}: ${r.stderr}`);
+      assert.equal(r.stderr, `cell: ${file}: is a ${file === fifo ? 'FIFO' : 'device'}, not a regular file\n`);
+    }
 
     assertApiError(await daemonRequest(home, 'GET', '/v1/nope'), 404, 'BadRequestError', 'no such API route: GET /v1/nope', 'unknown GET route');
     assertApiError(await post('/v1/nope', '{}'), 404, 'BadRequestError', 'no such API route: POST /v1/nope', 'unknown POST route');
@@ -432,6 +444,15 @@ describe('e2e bad input', { concurrency: true }, () => {
     const scaleCell = assertApiError(await post('/v1/scale', '{"instances":2}'), 400, 'BadRequestError', 'missing field "cell"', 'scale without cell');
     assert.equal(scaleCell.field, 'cell');
     assertApiError(await post('/v1/scale', '{"cell":"nope","instances":2}'), 404, 'UnknownCellError', 'unknown cell "nope" (cells: api, db)', 'scale unknown cell');
+    // A misspelled field or an empty name is refused, never read as "no cell" (every cell).
+    const misspelled = assertApiError(await post('/v1/restart', '{"name":"api"}'), 400, 'BadRequestError', 'unknown field "name" (fields: cell)', 'restart {name}');
+    assert.equal(misspelled.field, 'name');
+    assertApiError(await post('/v1/restart', '{"cell":""}'), 400, 'BadRequestError', 'field "cell" is empty', 'restart an empty name');
+    for (const args of [['restart', ''], ['scale', '', '2'], ['logs', '']]) {
+      const r = await mesh.cell(args);
+      assert.equal(r.code, 2, `cell ${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, 'cell: the cell name is empty (an unset variable?)\n');
+    }
     assertApiError(await post('/v1/scale', '{"cell":"gateway","instances":0}'), 400, 'KernelCellError', '"gateway" is a kernel cell that the daemon runs itself: it cannot be scaled', 'scale a kernel cell');
     assertApiError(await daemonRequest(home, 'GET', '/v1/graph?format=png'), 400, 'BadRequestError', 'unknown graph format "png"', 'graph format');
     assertApiError(await daemonRequest(home, 'GET', '/v1/status?wait_settled=soon'), 400, 'BadRequestError', 'wait_settled must be a number of milliseconds, got "soon"', 'status wait');
