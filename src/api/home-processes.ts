@@ -8,6 +8,8 @@ export interface InstanceProcess {
   cell: string;
   /** CELL_INSTANCE as it carries it (a string: it is read from the environment). */
   instance: string;
+  /** Field 22 of /proc/<pid>/stat: its start, in clock ticks after boot. */
+  startTicks: number;
 }
 
 /**
@@ -35,7 +37,7 @@ export function instanceProcessesOfHome(home: string): InstanceProcess[] {
       const state = fields[0];
       // A zombie or dead process has finished: nothing to stop or adopt.
       if (state === 'Z' || state === 'X' || state === 'x') continue;
-      found.push({ pid, pgrp: Number(fields[2]), cell, instance });
+      found.push({ pid, pgrp: Number(fields[2]), cell, instance, startTicks: Number(fields[19]) });
     } catch {
       // Gone meanwhile, or not ours to read.
     }

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { instanceProcessesOfHome } from '../api/index.js';
-import { isDeadState, readProcStat } from './proc.js';
+import { clockTicksPerSecond, isDeadState, readProcStat } from './proc.js';
 
 /**
  * Processes that carry our `CELL_HOME` and a `CELL_INSTANCE` in their environment but that no
@@ -46,4 +46,35 @@ export function signalStray(pid: number, signal: NodeJS.Signals | 0): boolean {
   } catch {
     return false; // gone meanwhile
   }
+}
+
+/** Clock ticks since boot now (/proc/uptime): comparable with a process's start ticks, unlike the wall clock. */
+export function ticksSinceBoot(): number {
+  const seconds = Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]);
+  return Math.floor(seconds * clockTicksPerSecond());
+}
+
+/** An ended instance whose escapees are looked for: its end, and the group of its next process (spared). */
+export interface EndedInstance {
+  cell: string;
+  instance: number;
+  endedTicks: number;
+  sparedGroup: number | null;
+}
+
+/**
+ * Processes ended instances left outside their process groups, in one pass over /proc: they carry
+ * the home's CELL_HOME and an instance's CELL_NAME and CELL_INSTANCE, started no later than its
+ * end (`endedTicks`, see ticksSinceBoot), and are not in the group of the instance's next
+ * process. A child that called setsid(), or a program that daemonized itself, escapes the group
+ * kill of its instance's end.
+ */
+export function findEscapees(home: string, ended: EndedInstance[]): { pid: number; cell: string; instance: number }[] {
+  const byKey = new Map(ended.map((e) => [`${e.cell}\0${e.instance}`, e]));
+  const found: { pid: number; cell: string; instance: number }[] = [];
+  for (const p of instanceProcessesOfHome(home)) {
+    const e = byKey.get(`${p.cell}\0${p.instance}`);
+    if (e && p.startTicks <= e.endedTicks && p.pgrp !== e.sparedGroup) found.push({ pid: p.pid, cell: e.cell, instance: e.instance });
+  }
+  return found;
 }

@@ -31,7 +31,7 @@ import {
   type InstanceRecord,
 } from '../reconciler/index.js';
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
-import { findStrayInstances, isGroupOfHome, signalStray } from './stray.js';
+import { findEscapees, findStrayInstances, isGroupOfHome, signalStray, ticksSinceBoot } from './stray.js';
 import { PortAllocator } from './ports.js';
 
 type StartAction = Extract<Action, { type: 'start' }>;
@@ -93,6 +93,8 @@ const FIRST_READY_PROBE_MS = 20;
 const LAUNCH_PROBE_GRID_MS = 20;
 /** How often a stop looks whether the rest of a group has exited once its leader has (a /proc scan). */
 const GROUP_EXIT_POLL_MS = 50;
+/** How long after an instance's end its escapees are looked for (see sweepEscapees). */
+const ESCAPEE_SWEEP_DELAY_MS = 1000;
 /** How often records are written again while the store refuses writes (see storeFailed). */
 const STORE_RETRY_MS = 1000;
 
@@ -132,6 +134,9 @@ export class Supervisor {
   private tickQueued = false;
   /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
   private storeUnwritable = false;
+  /** Ended instances whose escapees the next sweep looks for, by key, with their end (ticks since boot). */
+  private readonly endedInstances = new Map<string, number>();
+  private sweepDue = false;
   private cancelStoreRetry: (() => void) | null = null;
   private cancelWake: (() => void) | null = null;
   /** When the reconciler is due to run again by itself (a backoff, a grace deadline), or null. */
@@ -538,6 +543,7 @@ export class Supervisor {
     // leader's exit is seen late, by polling: its group must still be ours.
     if (!stopping && (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home)))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
     if (!rec || rec.pid !== handle.pid || stopping) return;
+    this.sweepEscapees(key);
     this.stopProbing(key);
     this.deregister(rec);
     const spec = this.desired.cells.get(rec.cell)?.spec;
@@ -898,6 +904,7 @@ export class Supervisor {
       this.o.driver.signalGroup(pid, 'SIGKILL');
       await sleep(this.o.clock, 20);
     }
+    this.sweepEscapees(key);
     const current = this.records.get(key)!;
     this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now(), hold), runEnded: endsRun }, reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
@@ -1066,6 +1073,43 @@ export class Supervisor {
       }
       this.storeUnwritable = false;
       this.o.log.info({ records: ops.length }, 'the state store takes writes again: every record written');
+    });
+  }
+
+  /**
+   * Kills what the instance `key`, just ended, left running outside its process group: a child
+   * that called setsid(), or the program itself if it daemonized (forked, and let its foreground
+   * process exit). Such a process would live on unsupervised beside the instance's next process,
+   * holding its port or its files, until `cell down`, as QA found after restarts of both kinds.
+   * A container's or a systemd unit's processes end with it; so do an instance's. The sweep runs
+   * a second later, off the path of a restart, with every instance ended meanwhile in one pass
+   * over /proc; the next process of the instance, and anything it starts, is spared.
+   */
+  private sweepEscapees(key: string): void {
+    if (this.detached) return;
+    try {
+      this.endedInstances.set(key, ticksSinceBoot());
+    } catch {
+      return; // No /proc/uptime: not Linux.
+    }
+    if (this.sweepDue) return;
+    this.sweepDue = true;
+    this.o.clock.setTimer(ESCAPEE_SWEEP_DELAY_MS, () => {
+      this.sweepDue = false;
+      if (this.detached || this.endedInstances.size === 0) return;
+      const ended = [...this.endedInstances].map(([k, endedTicks]) => {
+        const rec = this.records.get(k);
+        const [cell, index] = k.split('/');
+        return { cell: rec?.cell ?? cell, instance: rec?.index ?? Number(index), endedTicks, sparedGroup: rec?.pid ?? null };
+      });
+      this.endedInstances.clear();
+      for (const escapee of findEscapees(this.o.home, ended)) {
+        if (!signalStray(escapee.pid, 'SIGKILL')) continue;
+        this.o.log.warn(
+          { cell: escapee.cell, instance: escapee.instance, pid: escapee.pid },
+          'killed a process the instance left running outside its process group after it ended (it called setsid, or the program daemonized itself: cell runs programs in the foreground)',
+        );
+      }
     });
   }
 

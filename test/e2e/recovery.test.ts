@@ -209,3 +209,38 @@ cells:
     foreign.kill('SIGKILL');
   }
 });
+
+test('e2e recovery - what an instance leaves outside its process group (a setsid child) is killed once it has ended, by restart or crash; its next process\'s is spared', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  det:
+    run: node fixtures/escapee.mjs
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const escapees = async (): Promise<number[]> => {
+    const text = await mesh.ok(['logs', 'det', '-n', '100']);
+    return [...text.matchAll(/escapee (\d+)/g)].map((m) => Number(m[1]));
+  };
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const [first] = await escapees();
+  assert.ok(alive(first), 'the escapee runs beside its instance');
+  await mesh.ok(['restart', 'det']);
+  const second = await waitUntil('the new instance\'s escapee', async () => (await escapees()).find((p) => p !== first));
+  await waitUntil('the old escapee killed', async () => !alive(first), 5000);
+  const pid = (await mesh.ps()).find((p) => p.cell === 'det')!.pid!;
+  process.kill(pid, 'SIGKILL');
+  const third = await waitUntil('the escapee of the instance restarted after its crash', async () => (await escapees()).find((p) => p !== first && p !== second));
+  await waitUntil('the crashed instance\'s escapee killed', async () => !alive(second), 5000);
+  await sleep(1500);
+  assert.ok(alive(third), 'the running instance\'s escapee is spared');
+  await mesh.ok(['down']);
+  assert.deepEqual(processesOfHome(mesh.home), [], 'nothing left after down');
+});
