@@ -381,7 +381,7 @@ export class Daemon {
     // sources changed runs its new version, as compose recreates a changed service. Its running
     // instances are replaced (the reconciler starts the new ones in dependency order).
     const updated = graph.topoOrder().filter((name) => this.supervisor.instances().some((r) => r.cell === name && r.pid !== null && r.version !== next.get(name)!.version));
-    await Promise.all(updated.map((name) => this.rollingRestart(name, 'new version (manifest or sources changed)')));
+    await Promise.all(updated.map((name) => this.rollingRestart(name, 'new version (manifest or sources changed)', next.get(name)!.version)));
     return {
       cells: graph.topoOrder().filter((n) => this.isAwaited(n)),
       lazy: graph.topoOrder().filter((n) => !this.isAwaited(n)),
@@ -403,12 +403,19 @@ export class Daemon {
    * send to). A single instance is stopped and started. A replacement not ready within its grace
    * ends the roll: the instances not replaced yet keep running, and `cell up`/`cell restart`
    * report the cell as not healthy.
+   *
+   * With `version`, only the instances on another version are replaced: after a daemon died
+   * mid-roll, the next `cell up` replaces what is left, and leaves alone an instance that is on
+   * the new version already (stopping it too left the cell nothing to serve with). Before each
+   * stop another instance must be ready, so the cell never has none while it rolls.
    */
-  private async rollingRestart(name: string, reason: string): Promise<void> {
+  private async rollingRestart(name: string, reason: string, version?: string): Promise<void> {
     const spec = this.supervisor.desiredCells.get(name)?.spec;
     const recs = this.supervisor.instances().filter((r) => r.cell === name);
     const running = recs.filter((r) => r.pid !== null && r.state !== 'paused' && r.index < (spec?.instances ?? 0));
-    if (!spec || running.length <= 1) {
+    // A cell of several instances rolls even when one runs now (the other was mid-replacement
+    // when a daemon died): stopping the one left would leave nothing to serve with.
+    if (!spec || spec.instances <= 1 || running.length === 0) {
       // Nothing serves meanwhile: the gateway holds the cell's requests until it is back.
       this.restarting.add(name);
       this.noteStarting();
@@ -422,7 +429,14 @@ export class Daemon {
     await Promise.all(idle.map((r) => this.supervisor.stopInstance(r.cell, r.index, reason)));
     this.supervisor.release([name]);
     const isReady = (index: number) => this.supervisor.instances().some((r) => r.cell === name && r.index === index && r.state === 'ready');
-    for (const rec of running.sort((a, b) => a.index - b.index)) {
+    const anotherReady = (index: number) => this.supervisor.instances().some((r) => r.cell === name && r.index !== index && r.state === 'ready');
+    const replaced = running.filter((r) => version === undefined || r.version !== version).sort((a, b) => a.index - b.index);
+    for (const rec of replaced) {
+      if (!(await this.waitFor(() => this.shuttingDown || anotherReady(rec.index), spec.health.graceMs + 5000))) {
+        this.log.warn({ cell: name, instance: rec.index }, 'rolling restart stopped: no other instance is ready to serve meanwhile');
+        return;
+      }
+      if (this.shuttingDown) return;
       await this.supervisor.stopInstance(name, rec.index, reason);
       this.supervisor.release([name]);
       if (this.shuttingDown) return;

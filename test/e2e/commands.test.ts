@@ -698,3 +698,36 @@ cells:
   assert.deepEqual([waitingAgain.state, waitingAgain.reason], ['stopped', 'waiting for migrate (to complete)']);
   await mesh.ok(['up', '--timeout', '30s']);
 });
+
+test('e2e commands - a daemon killed in the middle of a rolling replacement: the next up finishes it one instance at a time, the cell never without a ready instance', async () => {
+  const manifest = (ver: string) => `
+cells:
+  web:
+    run: node fixtures/service.mjs
+    instances: 2
+    env: { VER: ${ver}, STOP_DELAY_MS: "300" }
+    health: { http: { path: / }, interval: 200ms }
+`;
+  await using mesh = new MeshHarness(manifest('v1'));
+  await mesh.ok(['up']);
+  const before = (await mesh.ps()).filter((p) => p.cell === 'web');
+  mesh.writeManifest(manifest('v2'));
+  const interrupted = mesh.cell(['up']);
+  await waitUntil('web.0 draining', async () => (await mesh.ps()).some((p) => p.cell === 'web' && p.instance === 0 && p.state === 'draining'));
+  process.kill((await mesh.json<Status>(['status'])).daemon.pid, 'SIGKILL');
+  await interrupted;
+  // web.0 finishes its stop while no daemon runs: the next one finds it gone, web.1 still on v1.
+  await sleep(800);
+  const killedAt = new Date().toISOString();
+  await mesh.ok(['up']);
+  const after = (await mesh.ps()).filter((p) => p.cell === 'web');
+  assert.ok(after.every((p) => p.state === 'ready' && !before.some((b) => b.pid === p.pid)), `both replaced: ${JSON.stringify(after)}`);
+  assert.equal(new Set(after.map((p) => p.version)).size, 1, 'on one version');
+  // web.1, left on v1, is stopped only once web.0 is ready on v2: never both down.
+  type Ev = { at: string; instance: number; to: string };
+  const events = (await mesh.json<Ev[]>(['events', 'web'])).filter((e) => e.at > killedAt);
+  const web0Ready = events.find((e) => e.instance === 0 && e.to === 'ready');
+  const web1Stop = events.find((e) => e.instance === 1 && e.to === 'draining');
+  assert.ok(web0Ready && web1Stop, JSON.stringify(events));
+  assert.ok(web0Ready.at <= web1Stop.at, `web.0 ready (${web0Ready.at}) before web.1 stops (${web1Stop.at})`);
+});
