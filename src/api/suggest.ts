@@ -1,5 +1,5 @@
 /**
- * "did you mean" hints for unknown keys: a camelCase or kebab-case spelling of a known key, else
+ * "did you mean" hints for unknown keys and names: a camelCase or kebab-case spelling of a known key, else
  * the known key within two edits (insertions, deletions, substitutions, swaps of neighbours).
  */
 

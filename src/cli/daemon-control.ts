@@ -15,7 +15,7 @@ import {
   type ParsedManifest,
   type StatusView,
 } from '../api/index.js';
-import { CliError } from './output.js';
+import { CliError, progress } from './output.js';
 
 export function daemonEntry(): string {
   return fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -24,14 +24,28 @@ export function daemonEntry(): string {
 /** Whether a daemon answers on `socket`. No socket file, no daemon: no HTTP round trip then. */
 async function isUp(socket: string, api: ApiClient): Promise<boolean> {
   if (!existsSync(socket)) return false;
-  try {
-    await api.get<StatusView>('/v1/status', { timeoutMs: 2000 });
-    return true;
-  } catch (err) {
-    if (err instanceof DaemonNotRunningError) return false;
-    throw err;
+  // A daemon that a `cell down` is ending: wait until it is gone, then this command starts a new
+  // one (it used to apply to the one leaving, and fail with "not running" or a reset).
+  const deadline = Date.now() + SHUTDOWN_WAIT_MS;
+  for (;;) {
+    let leaving: boolean;
+    try {
+      leaving = (await api.get<StatusView>('/v1/status', { timeoutMs: 2000 })).daemon.shutting_down === true;
+    } catch (err) {
+      if (err instanceof DaemonNotRunningError) return false;
+      // Its connection reset as it exited.
+      if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET' || Date.now() > deadline) throw err;
+      leaving = true;
+    }
+    if (!leaving) return true;
+    if (Date.now() > deadline) throw new CliError(`the cell daemon is still shutting down (a \`cell down\` runs) after ${SHUTDOWN_WAIT_MS / 1000} s; run the command again once it is done`);
+    progress('waiting for the daemon to finish shutting down (a `cell down` is under way)');
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** How long `cell up` waits for a daemon that is shutting down to be gone. */
+const SHUTDOWN_WAIT_MS = 120_000;
 
 /** A daemon process started ahead of the manifest's validation, waiting for `go` (see startDaemon). */
 export interface PendingDaemon {

@@ -82,6 +82,16 @@ interface TopRow {
   started_at: string | null;
 }
 
+/** `top --interval`: a duration, or a bare number of milliseconds; 100 ms at least (`1` meant a snapshot every millisecond). */
+function parseRefreshInterval(value: string): number {
+  const ms = /^\d+$/.test(value.trim()) ? Number(value) : timeoutMs(value);
+  if (ms === null) throw new CliError(`--interval must be a duration like 500ms or 2s, got "${value}"`, 2);
+  if (ms < MIN_REFRESH_MS) throw new CliError(`--interval must be at least ${MIN_REFRESH_MS}ms, got "${value}" (a bare number is milliseconds)`, 2);
+  return ms;
+}
+
+const MIN_REFRESH_MS = 100;
+
 function parseDurationMs(value: string): number {
   const ms = timeoutMs(value);
   if (ms === null) throw new CliError(`--timeout must be a duration like 30s or 2m, got "${value}"`, 2);
@@ -336,11 +346,11 @@ program
 program
   .command('top')
   .description('live view of every instance: state, CPU, memory, restarts (q or Ctrl-C quits); plain snapshots when stdout is not a terminal')
-  .option('--interval <ms>', 'refresh interval in ms', '1000')
+  .option('--interval <duration>', 'refresh interval: 500ms, 2s (a bare number is milliseconds; at least 100ms)', '1s')
   .option('--once', 'print one snapshot and exit')
   .option('--json', 'print one snapshot as JSON and exit: [{cell, instance, pid, state, health, cpu_percent, rss_bytes, restarts, started_at}]')
   .action(async (opts: { interval: string; once?: boolean; json?: boolean }) => {
-    const interval = parsePositiveInt('--interval')(opts.interval) || 1000;
+    const interval = parseRefreshInterval(opts.interval);
     const client = api();
     let previous = new Map<string, { cpuMs: number; at: number }>();
     const sample = async (): Promise<{ at: number; rows: TopRow[] }> => {

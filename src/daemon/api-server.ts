@@ -286,9 +286,18 @@ export class ApiServer {
     const prefix = (i: number) => (files.length > 1 || followed.size > 1 ? `[${cell}.${i}] ` : '');
     const emit = (instance: number, line: string) => res.write(json ? `${JSON.stringify({ cell, instance, line })}\n` : `${prefix(instance)}${line}\n`);
     res.writeHead(200, { 'content-type': json ? 'application/x-ndjson' : 'text/plain; charset=utf-8' });
-    // Rotated copies (`.1`, `.2`, ...) fill in what the current file lacks.
+    // Rotated copies (`.1`, `.2`, ...) fill in what the current file lacks. A follow goes on from
+    // where this read ended: what comes in between is neither skipped nor shown twice.
+    const tailEnds = new Map<string, number>();
     for (const { instance, file } of files) {
-      for (const line of readLastLines(file, n)) emit(instance, line);
+      let end = 0;
+      try {
+        end = statSync(file).size;
+      } catch {
+        // Not written yet.
+      }
+      tailEnds.set(file, end);
+      for (const line of readLastLines(file, n, end)) emit(instance, line);
     }
     if (!follow) {
       res.end();
@@ -309,7 +318,7 @@ export class ApiServer {
       };
       followers.push(followFile(file, onChunk, abort.signal, fromOffset === undefined ? {} : { fromOffset }).catch(() => {}));
     };
-    for (const { instance: index, file } of files) followOne(index, file);
+    for (const { instance: index, file } of files) followOne(index, file, tailEnds.get(file));
     if (instance === undefined) {
       // Instances that come while following (a scale up) are followed too, from what their file
       // (an earlier instance's, reused) held when this follow began.

@@ -1,3 +1,5 @@
+import { suggestKey } from '../api/index.js';
+
 /** The manifest's fixed `gateway.port` is taken by another program when the gateway is to start. */
 export class GatewayPortInUseError extends Error {
   override name = 'GatewayPortInUseError';
@@ -20,7 +22,7 @@ export class UnknownCellError extends Error {
     readonly known: string[],
     options?: ErrorOptions,
   ) {
-    super(`unknown cell "${cell}" (cells: ${known.length ? known.join(', ') : 'none; run `cell up` first'})`, options);
+    super(`unknown cell "${cell}" (${unknownCellHint(cell, known)})`, options);
   }
   toJSON() {
     return { name: this.name, message: this.message, cell: this.cell, known: this.known };
@@ -89,4 +91,14 @@ export class UnknownInstanceError extends Error {
   toJSON() {
     return { name: this.name, message: this.message, field: this.field, cell: this.cell, instance: this.instance, known: this.known };
   }
+}
+
+/** Names listed in an "unknown cell" message before it is cut short (a mesh of 100 cells is one long line otherwise). */
+const MAX_LISTED_CELLS = 20;
+
+function unknownCellHint(cell: string, known: string[]): string {
+  if (known.length === 0) return 'cells: none; run `cell up` first';
+  const meant = suggestKey(cell, known);
+  const listed = known.length > MAX_LISTED_CELLS ? `${known.slice(0, MAX_LISTED_CELLS).join(', ')}, … (${known.length} in all)` : known.join(', ');
+  return `${meant ? `did you mean ${meant}? ` : ''}cells: ${listed}`;
 }

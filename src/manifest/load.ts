@@ -8,14 +8,13 @@
  * positions (js-yaml, quick-yaml.ts) goes first; at any doubt or problem these four steps run.
  */
 import { statSync } from 'node:fs';
-import { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile } from '../api/index.js';
+import { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile, suggestKey } from '../api/index.js';
 import path from 'node:path';
 import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { DependencyCycleError, DependencyGraph, UnknownDependencyError, compareNames } from '../graph/index.js';
 import { ManifestError, cutSnippet, quoteSnippet } from './errors.js';
 import { CHECK_KINDS, DEFAULTS, exclusiveChecksReason, knownKeysAt, manifestObject, reasonFor, type RawCell } from './schema.js';
-import { suggestKey } from './suggest.js';
 import type { CellSpec, HealthSpec, MeshSpec } from './types.js';
 import { readYamlQuickly } from './quick-yaml.js';
 import { formatKeyPath, locatePath, nodeAtPath, pathAtOffset, type KeyPath } from './yaml-path.js';

@@ -151,11 +151,12 @@ const CHUNK = 64 * 1024;
  * read backwards in 64 KiB chunks, so the cost depends on the lines wanted, not the file sizes.
  * A final line end does not count as an empty line. A line that rotation cut in two (the copy
  * took its start, the writer appended the rest to `file`) is joined again. Missing files have no
- * lines; the rotated copies are read up to the first missing one.
+ * lines; the rotated copies are read up to the first missing one. With `endAt`, the current file
+ * is read as if it ended there (a follow goes on from that offset: no line twice, none skipped).
  */
-export function readLastLines(file: string, n: number): string[] {
+export function readLastLines(file: string, n: number, endAt?: number): string[] {
   if (n <= 0) return [];
-  const current = readTail(file, n);
+  const current = readTail(file, n, endAt);
   let lines = current?.lines ?? [];
   // While the lines so far begin at a file's start, the next older copy holds the ones before.
   let isFromStart = current?.isFromStart ?? true;
@@ -176,7 +177,7 @@ export function readLastLines(file: string, n: number): string[] {
  * The last `n` lines of one file, whether it ends with a line end, and whether they are all its
  * lines (so the first is at its start); undefined when the file does not exist.
  */
-function readTail(file: string, n: number): { lines: string[]; endsWithNewline: boolean; isFromStart: boolean } | undefined {
+function readTail(file: string, n: number, endAt = Infinity): { lines: string[]; endsWithNewline: boolean; isFromStart: boolean } | undefined {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -185,7 +186,7 @@ function readTail(file: string, n: number): { lines: string[]; endsWithNewline: 
     throw err;
   }
   try {
-    let end = fstatSync(fd).size;
+    let end = Math.min(fstatSync(fd).size, endAt);
     const chunks: Buffer[] = [];
     const size = end;
     let newlines = 0;

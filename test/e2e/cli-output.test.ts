@@ -136,7 +136,8 @@ test('e2e cli output - logs <cell>.<i> prints one instance; an unknown instance 
     [['logs', 'api.7', '--json'], 'cell: cell "api" has no instance 7 (instances: api.0, api.1)\n'],
     [['logs', 'ticker.1', '--follow'], 'cell: cell "ticker" has no instance 1 (instances: ticker.0)\n'],
     [['logs', 'nope.1'], 'cell: unknown cell "nope" (cells: api, ticker)\n'],
-    [['logs', 'api.x'], 'cell: unknown cell "api.x" (cells: api, ticker)\n'],
+    [['logs', 'api.x'], 'cell: unknown cell "api.x" (did you mean api? cells: api, ticker)\n'],
+    [['logs', 'tikcer'], 'cell: unknown cell "tikcer" (did you mean ticker? cells: api, ticker)\n'],
   ] as const) {
     const r = await mesh.cell([...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);

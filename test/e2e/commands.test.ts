@@ -731,3 +731,24 @@ cells:
   assert.ok(web0Ready && web1Stop, JSON.stringify(events));
   assert.ok(web0Ready.at <= web1Stop.at, `web.0 ready (${web0Ready.at}) before web.1 stops (${web1Stop.at})`);
 });
+
+test('e2e commands - up while a down runs waits for it to end, then starts the mesh afresh', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  a:
+    run: node fixtures/service.mjs
+    env: { STOP_DELAY_MS: "1500" }
+    health: { tcp: {}, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const before = (await mesh.json<Status>(['status'])).daemon.pid;
+  const down = mesh.cell(['down']);
+  await waitUntil('the daemon shutting down', async () => (await mesh.json<Status & { daemon: { shutting_down: boolean } }>(['status'])).daemon.shutting_down);
+  const up = await mesh.cell(['up']);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stderr, /waiting for the daemon to finish shutting down/);
+  assert.equal((await down).code, 0);
+  const after = await mesh.json<Status>(['status']);
+  assert.notEqual(after.daemon.pid, before, 'a new daemon');
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'a')?.state, 'ready');
+});

@@ -273,3 +273,12 @@ test('logs - a file far over its limit (a cell writing faster than rotation) is 
   assert.equal(copy.length, note.length + window);
   assert.ok(copy.endsWith(lines.at(-1)!), 'up to the last line written');
 });
+
+test('logs - readLastLines with endAt reads the file as if it ended there (a follow goes on from that offset)', (t) => {
+  const file = join(tempDir(t), 'seq.0.log');
+  writeFileSync(file, 'one\ntwo\nthree\n');
+  const end = statSync(file).size;
+  appendFileSync(file, 'four\nfive\n');
+  assert.deepEqual(readLastLines(file, 2, end), ['two', 'three']);
+  assert.deepEqual(readLastLines(file, 2), ['four', 'five']);
+});
