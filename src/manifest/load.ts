@@ -47,7 +47,8 @@ export function readManifestText(file: string): string {
   try {
     return readRegularTextFile(file, MAX_MANIFEST_BYTES);
   } catch (err) {
-    if (err instanceof TextFileError) throw new ManifestError({ file, reason: err.reason }, { cause: err });
+    // The errno error, when there is one, stays the cause (ENOENT, EACCES...).
+    if (err instanceof TextFileError) throw new ManifestError({ file, reason: err.reason }, { cause: err.cause ?? err });
     throw err;
   }
 }
