@@ -3,7 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** A live process started for a cell instance of some home (or a child of one). */
 export interface InstanceProcess {
   pid: number;
-  /** Its process group. */
+  /** Its parent and its process group. */
+  ppid: number;
   pgrp: number;
   cell: string;
   /** CELL_INSTANCE as it carries it (a string: it is read from the environment). */
@@ -37,7 +38,7 @@ export function instanceProcessesOfHome(home: string): InstanceProcess[] {
       const state = fields[0];
       // A zombie or dead process has finished: nothing to stop or adopt.
       if (state === 'Z' || state === 'X' || state === 'x') continue;
-      found.push({ pid, pgrp: Number(fields[2]), cell, instance, startTicks: Number(fields[19]) });
+      found.push({ pid, ppid: Number(fields[1]), pgrp: Number(fields[2]), cell, instance, startTicks: Number(fields[19]) });
     } catch {
       // Gone meanwhile, or not ours to read.
     }

@@ -6,3 +6,4 @@ export { packageVersion } from './version.js';
 export { instanceProcessesOfHome, type InstanceProcess } from './home-processes.js';
 export { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile } from './text-file.js';
 export { editDistance, suggestKey } from './suggest.js';
+export { readLastLines } from './log-tail.js';

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, resolveCellHome } from '../api/index.js';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
@@ -84,7 +84,7 @@ interface TopRow {
 
 /** `top --interval`: a duration, or a bare number of milliseconds; 100 ms at least (`1` meant a snapshot every millisecond). */
 function parseRefreshInterval(value: string): number {
-  const ms = /^\d+$/.test(value.trim()) ? Number(value) : timeoutMs(value);
+  const ms = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : timeoutMs(value);
   if (ms === null) throw new CliError(`--interval must be a duration like 500ms or 2s, got "${value}"`, 2);
   if (ms < MIN_REFRESH_MS) throw new CliError(`--interval must be at least ${MIN_REFRESH_MS}ms, got "${value}" (a bare number is milliseconds)`, 2);
   return ms;
@@ -291,12 +291,47 @@ program
     const abort = new AbortController();
     process.on('SIGINT', () => abort.abort());
     const path = `/v1/logs?cell=${encodeURIComponent(cell)}${instanceOf ? `&instance=${Number(instanceOf[2])}` : ''}&n=${n}${opts.follow ? '&follow=1' : ''}${opts.json ? '&format=json' : ''}`;
-    // The daemon sends NDJSON for --json: passed through as it comes when following, else one array.
-    if (!opts.json || opts.follow) return api().stream(path, (text) => process.stdout.write(text), abort.signal);
-    let text = '';
-    await api().stream(path, (chunk) => (text += chunk), abort.signal);
-    printJson(text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown));
+    try {
+      // The daemon sends NDJSON for --json: passed through as it comes when following, else one array.
+      if (!opts.json || opts.follow) return await api().stream(path, (text) => process.stdout.write(text), abort.signal);
+      let text = '';
+      await api().stream(path, (chunk) => (text += chunk), abort.signal);
+      printJson(text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown));
+    } catch (err) {
+      // No daemon (the mesh is down, or its daemon died): the logs are on disk still, and that is
+      // when they are wanted most.
+      if (!(err instanceof DaemonNotRunningError) || opts.follow) throw err;
+      printLogsFromDisk(cell, instanceOf ? Number(instanceOf[2]) : undefined, n, opts.json === true);
+    }
   });
+
+/** `cell logs` without a daemon: the last `n` lines of each `logs/<cell>.<i>.log` of the home, as the daemon prints them. */
+function printLogsFromDisk(cell: string, instance: number | undefined, n: number, json: boolean): void {
+  const dir = cellHomePaths(home()).logs;
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    // No logs folder: no logs.
+  }
+  const files = names
+    .map((name) => ({ name, index: name.startsWith(`${cell}.`) ? /^(\d+)\.log$/.exec(name.slice(cell.length + 1)) : null }))
+    .filter((f): f is { name: string; index: RegExpExecArray } => f.index !== null)
+    .map((f) => ({ instance: Number(f.index[1]), file: join(dir, f.name) }))
+    .filter((f) => instance === undefined || f.instance === instance)
+    .sort((a, b) => a.instance - b.instance);
+  const what = instance === undefined ? cell : `${cell}.${instance}`;
+  if (files.length === 0) throw new CliError(`no logs of ${what} in ${dir}, and the cell daemon is not running; start it with \`cell up\``, 3);
+  process.stderr.write(`cell: the daemon is not running: the logs of ${what} as they are on disk (${dir})\n`);
+  const lines: { cell: string; instance: number; line: string }[] = [];
+  for (const f of files) {
+    for (const line of readLastLines(f.file, n)) {
+      if (json) lines.push({ cell, instance: f.instance, line });
+      else process.stdout.write(`${files.length > 1 ? `[${cell}.${f.instance}] ` : ''}${line}\n`);
+    }
+  }
+  if (json) printJson(lines);
+}
 
 program
   .command('graph')

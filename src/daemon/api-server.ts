@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, unlinkSync, existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { readLastLines, followFile } from '../supervisor/index.js';
+import { readLastLines } from '../api/index.js';
+import { followFile } from '../supervisor/index.js';
 import { GRAPH_FORMATS, type GraphFormat } from '../graph/index.js';
 import type { Daemon } from './daemon.js';
-import { BadRequestError, UnknownInstanceError } from './errors.js';
+import { BadRequestError, ShuttingDownError, UnknownInstanceError } from './errors.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, body: Record<string, unknown>) => Promise<unknown> | unknown;
 
@@ -15,6 +16,7 @@ function statusOf(err: unknown): number {
   const name = err instanceof Error ? err.name : '';
   if (name === 'UnknownCellError' || name === 'UnknownInstanceError') return 404;
   if (['ManifestError', 'BadRequestError', 'KernelCellError', 'DependencyCycleError', 'UnknownDependencyError', 'BuildError'].includes(name)) return 400;
+  if (name === 'ShuttingDownError') return 503;
   return 500;
 }
 
@@ -63,10 +65,12 @@ function stringField(body: Record<string, unknown>, field: string, required: tru
 function stringField(body: Record<string, unknown>, field: string, required?: false): string | undefined;
 function stringField(body: Record<string, unknown>, field: string, required = false): string | undefined {
   const value = body[field];
-  if (value === undefined || value === null) {
+  if (value === undefined) {
     if (required) throw new BadRequestError(`missing field "${field}"`, field);
     return undefined;
   }
+  // `{"cell": null}` (a script's unset variable) is no "no cell": that would mean every cell.
+  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   if (typeof value !== 'string') throw new BadRequestError(`field "${field}" must be a string, got ${typeof value}`, field);
   // An empty name is a caller's unset variable, never "every cell".
   if (value === '') throw new BadRequestError(`field "${field}" is empty`, field);
@@ -88,7 +92,8 @@ function onlyFields(body: Record<string, unknown>, fields: readonly string[]): R
 /** `true`, `false`, or absent (undefined or null); anything else (`"yes"`, `1`) is a bad request, never read as false. */
 function booleanField(body: Record<string, unknown>, field: string): boolean | undefined {
   const value = body[field];
-  if (value === undefined || value === null) return undefined;
+  if (value === undefined) return undefined;
+  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   if (typeof value !== 'boolean') throw new BadRequestError(`field "${field}" must be true or false, got ${typeof value} ${shortJson(value)}`, field);
   return value;
 }
@@ -96,7 +101,8 @@ function booleanField(body: Record<string, unknown>, field: string): boolean | u
 /** A finite number from `min` up, or absent; a string of digits is not a number. */
 function numberField(body: Record<string, unknown>, field: string, opts: { min: number; isInteger?: boolean }): number | undefined {
   const value = body[field];
-  if (value === undefined || value === null) return undefined;
+  if (value === undefined) return undefined;
+  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   const kind = opts.isInteger ? 'an integer' : 'a number';
   if (typeof value !== 'number' || !Number.isFinite(value) || (opts.isInteger && !Number.isInteger(value)) || value < opts.min) {
     throw new BadRequestError(`field "${field}" must be ${kind} >= ${opts.min}, got ${typeof value} ${shortJson(value)}`, field);
@@ -179,19 +185,28 @@ export class ApiServer {
       return { revision: d.endpointsRevision, endpoints: d.registry.endpoints(Date.now()), ...this.cellsView(), starting: d.startingCells(), hold_ms: d.gatewayHoldMs() };
     });
     this.routes.set('POST /v1/apply', async (_q, _r, _u, raw) => {
+      this.refuseWhileShuttingDown();
       const body = onlyFields(raw, ['file']);
-      const result = await d.apply(stringField(body, 'file', true));
+      const file = stringField(body, 'file', true);
+      // Relative to what? The daemon's working directory is no one's.
+      if (!isAbsolute(file)) throw new BadRequestError(`field "file" must be an absolute path, got ${shortJson(file)}`, 'file');
+      const result = await d.apply(file);
       this.cellsMayHaveChanged();
       return result;
     });
     this.routes.set('POST /v1/scale', (_q, _r, _u, raw) => {
+      this.refuseWhileShuttingDown();
       const body = onlyFields(raw, ['cell', 'instances']);
       const instances = body.instances;
       if (typeof instances !== 'number') throw new BadRequestError('field "instances" must be a number', 'instances');
       return d.scale(stringField(body, 'cell', true), instances);
     });
-    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => d.restart(stringField(onlyFields(body, ['cell']), 'cell')));
+    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => {
+      this.refuseWhileShuttingDown();
+      return d.restart(stringField(onlyFields(body, ['cell']), 'cell'));
+    });
     this.routes.set('POST /v1/prune', async (_q, _r, _u, raw) => {
+      this.refuseWhileShuttingDown();
       const body = onlyFields(raw, ['dry_run']);
       const dryRun = booleanField(body, 'dry_run') ?? false;
       const victims = await d.prune(dryRun);
@@ -223,6 +238,14 @@ export class ApiServer {
     });
     this.routes.set('GET /v1/nucleus', () => d.nucleus());
     this.routes.set('GET /v1/logs', (req, res, url) => this.logs(req, res, url));
+  }
+
+  /**
+   * A change asked for while a `cell down` stops everything would be undone by it at once (or
+   * wait on cells that never come back): refused, saying why.
+   */
+  private refuseWhileShuttingDown(): void {
+    if (this.daemon.shuttingDown) throw new ShuttingDownError();
   }
 
   /**

@@ -102,3 +102,14 @@ function unknownCellHint(cell: string, known: string[]): string {
   const listed = known.length > MAX_LISTED_CELLS ? `${known.slice(0, MAX_LISTED_CELLS).join(', ')}, … (${known.length} in all)` : known.join(', ');
   return `${meant ? `did you mean ${meant}? ` : ''}cells: ${listed}`;
 }
+
+/** A change asked of a daemon that a `cell down` is stopping (HTTP 503). */
+export class ShuttingDownError extends Error {
+  override name = 'ShuttingDownError';
+  constructor() {
+    super('the cell daemon is shutting down (a `cell down` is under way); run `cell up` once it is done');
+  }
+  toJSON() {
+    return { name: this.name, message: this.message };
+  }
+}

@@ -152,10 +152,16 @@ const signal = converted((value): NodeJS.Signals => {
 });
 
 const envValue = converted((value): string => {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  throw new TypeError(`expected a string, number or boolean, got ${describeValue(value)}`);
+  const text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : undefined;
+  if (text === undefined) throw new TypeError(`expected a string, number or boolean, got ${describeValue(value)}`);
+  // The kernel refuses a variable over 128 KiB, and all of them over ~2 MiB, at exec (E2BIG).
+  if (Buffer.byteLength(text) > MAX_ENV_VALUE_BYTES) throw new RangeError(`is too long: ${Buffer.byteLength(text)} bytes (at most ${MAX_ENV_VALUE_BYTES})`);
+  return text;
 });
+
+/** The longest value of one `env` variable (see MAX_RUN_BYTES), and of all of a cell's together. */
+const MAX_ENV_VALUE_BYTES = 64 * 1024;
+const MAX_ENV_BYTES = 512 * 1024;
 
 const envName = z.string().regex(ENV_NAME_PATTERN, {
   error: (iss) => `invalid environment variable name ${describeValue(iss.input)} (use letters, digits and _, not starting with a digit)`,
@@ -326,7 +332,14 @@ const dependsOn = z.unknown().transform((deps, ctx): RawDependency[] => {
 export const cellObject = z.strictObject({
   run: runLine,
   cwd: nonEmptyString.optional(),
-  env: absentIfNull(z.record(envName, envValue).default({})),
+  env: absentIfNull(
+    z
+      .record(envName, envValue)
+      .default({})
+      .refine((env) => Object.entries(env).reduce((sum, [k, v]) => sum + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0) <= MAX_ENV_BYTES, {
+        error: `is too large: its variables come to more than ${MAX_ENV_BYTES} bytes together`,
+      }),
+  ),
   depends_on: dependsOn.default([]),
   instances: integer(1, 1000).default(DEFAULTS.instances),
   health: absentIfNull(health.optional()),

@@ -15,7 +15,7 @@ import { StringDecoder } from 'node:string_decoder';
  * new; only a write between that last round and the truncate, microseconds, can be lost (a whole
  * copy's worth with logrotate's plain copytruncate).
  *
- * A copy takes at most the last 4 x `maxBytes` (1 MiB at least) of the file, and what comes
+ * A copy takes at most the last 4 x `maxBytes` (16 MiB at least) of the file, and what comes
  * during the copy up to twice that: a file is checked about twice before it fills (see
  * RotationSchedule), so only a cell that wrote far faster than that (gigabytes between two
  * checks, or faster than the copy goes) loses its oldest output, instead of the disk filling up;
@@ -47,8 +47,8 @@ export function rotateIfLarger(file: string, maxBytes: number, keep: number): bo
 const MAX_COPY_ROUNDS = 16;
 /** A round that found this little new output is the last before the truncate. */
 const SETTLED_BYTES = 64 * 1024;
-/** The least a copy takes of a file's end (see rotateIfLarger). */
-const MIN_COPY_WINDOW = 1024 * 1024;
+/** The least a copy takes of a file's end (see rotateIfLarger): a steady 8 MB/s with a 1 MB max_size loses nothing. */
+const MIN_COPY_WINDOW = 16 * 1024 * 1024;
 
 function copyThenTruncate(file: string, copy: string, maxBytes: number): void {
   const src = openSync(file, 'r+');
@@ -103,6 +103,9 @@ function copyThenTruncate(file: string, copy: string, maxBytes: number): void {
  * twice before it reaches its limit (at most every 100 ms), a quiet one every 10 s. So a cell
  * that writes 5 MB/s stays near its `max_size`, and 100 quiet cells cost 10 stats a second.
  */
+/** When a file seen for the first time is checked again. */
+const FIRST_RECHECK_MS = 250;
+
 export class RotationSchedule {
   static readonly MIN_MS = 100;
   static readonly MAX_MS = 10_000;
@@ -128,8 +131,9 @@ export class RotationSchedule {
       // Bytes per ms since the last check, measured before a rotation empties the file.
       const rate = last && now > last.at ? Math.max(0, size - last.size) / (now - last.at) : null;
       if (size > maxBytes && rotateIfLarger(file, maxBytes, keep)) size = 0;
-      // A file seen for the first time is looked at again in a second, to learn its pace.
-      const untilFull = rate === null ? 1000 : rate > 0 ? Math.max(0, maxBytes - size) / rate / 2 : RotationSchedule.MAX_MS;
+      // A file seen for the first time is looked at again soon, to learn its pace (a cell that
+      // writes megabytes a second from its start is not left a second unchecked).
+      const untilFull = rate === null ? FIRST_RECHECK_MS : rate > 0 ? Math.max(0, maxBytes - size) / rate / 2 : RotationSchedule.MAX_MS;
       const wait = Math.min(RotationSchedule.MAX_MS, Math.max(RotationSchedule.MIN_MS, untilFull));
       // On a grid, so files checked at different moments fall due together (one wake-up, not one
       // per file): a second for the quiet ones, a quarter for the ones filling up.
@@ -143,78 +147,6 @@ export class RotationSchedule {
 }
 
 const CHUNK = 64 * 1024;
-
-/**
- * The last `n` lines of a cell's log (without line ends): those of `file`, and when it has fewer,
- * the missing ones from its rotated copies `file.1`, `file.2`, ... (oldest first in the result),
- * up to `n` in all, so a rotation just before does not hide the lines before it. Each file is
- * read backwards in 64 KiB chunks, so the cost depends on the lines wanted, not the file sizes.
- * A final line end does not count as an empty line. A line that rotation cut in two (the copy
- * took its start, the writer appended the rest to `file`) is joined again. Missing files have no
- * lines; the rotated copies are read up to the first missing one. With `endAt`, the current file
- * is read as if it ended there (a follow goes on from that offset: no line twice, none skipped).
- */
-export function readLastLines(file: string, n: number, endAt?: number): string[] {
-  if (n <= 0) return [];
-  const current = readTail(file, n, endAt);
-  let lines = current?.lines ?? [];
-  // While the lines so far begin at a file's start, the next older copy holds the ones before.
-  let isFromStart = current?.isFromStart ?? true;
-  for (let i = 1; isFromStart; i++) {
-    // One more line than missing: the last one of an older file may be the start of lines[0].
-    const older = readTail(`${file}.${i}`, n - lines.length + 1);
-    if (!older) break;
-    const olderLines = older.lines;
-    if (!older.endsWithNewline && lines.length > 0 && olderLines.length > 0) lines[0] = olderLines.pop() + lines[0];
-    const taken = olderLines.slice(Math.max(0, olderLines.length - (n - lines.length)));
-    isFromStart = older.isFromStart && taken.length === olderLines.length;
-    lines = [...taken, ...lines];
-  }
-  return lines;
-}
-
-/**
- * The last `n` lines of one file, whether it ends with a line end, and whether they are all its
- * lines (so the first is at its start); undefined when the file does not exist.
- */
-function readTail(file: string, n: number, endAt = Infinity): { lines: string[]; endsWithNewline: boolean; isFromStart: boolean } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    let end = Math.min(fstatSync(fd).size, endAt);
-    const chunks: Buffer[] = [];
-    const size = end;
-    let newlines = 0;
-    // n line ends (not counting one that ends the file) bound the last n lines; or the file start does.
-    while (end > 0 && newlines < n) {
-      const start = Math.max(0, end - CHUNK);
-      const buf = Buffer.allocUnsafe(end - start);
-      const read = readSync(fd, buf, 0, buf.length, start);
-      const chunk = buf.subarray(0, read);
-      for (let i = chunk.length - 1; i >= 0; i--) {
-        if (chunk[i] !== 0x0a) continue;
-        if (start + i === size - 1) continue;
-        newlines++;
-      }
-      chunks.unshift(chunk);
-      end = start;
-    }
-    // Decoded once, so a multi-byte character split across chunks stays whole.
-    const whole = Buffer.concat(chunks);
-    const endsWithNewline = whole.length === 0 || whole[whole.length - 1] === 0x0a;
-    const lines = whole.toString('utf8').split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    const isFromStart = end === 0 && lines.length <= n;
-    return { lines: lines.slice(-n).map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)), endsWithNewline, isFromStart };
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export interface FollowOptions {
   /** Byte offset to start from; default: the current end of the file (like `tail -f`). */

@@ -64,9 +64,9 @@ export interface EndedInstance {
 
 /**
  * Processes ended instances left outside their process groups, in one pass over /proc: they carry
- * the home's CELL_HOME and an instance's CELL_NAME and CELL_INSTANCE, started no later than its
- * end (`endedTicks`, see ticksSinceBoot), and are not in the group of the instance's next
- * process. A child that called setsid(), or a program that daemonized itself, escapes the group
+ * the home's CELL_HOME and an instance's CELL_NAME and CELL_INSTANCE, started before its end
+ * (`endedTicks`, see ticksSinceBoot), and are neither in the group of the instance's next process
+ * nor children of it. A child that called setsid(), or a program that daemonized itself, escapes the group
  * kill of its instance's end.
  */
 export function findEscapees(home: string, ended: EndedInstance[]): { pid: number; cell: string; instance: number }[] {
@@ -74,7 +74,9 @@ export function findEscapees(home: string, ended: EndedInstance[]): { pid: numbe
   const found: { pid: number; cell: string; instance: number }[] = [];
   for (const p of instanceProcessesOfHome(home)) {
     const e = byKey.get(`${p.cell}\0${p.instance}`);
-    if (e && p.startTicks <= e.endedTicks && p.pgrp !== e.sparedGroup) found.push({ pid: p.pid, cell: e.cell, instance: e.instance });
+    // Started in a tick before the end (ticks are 10 ms: one in the same tick may be the next
+    // process's), and neither in the next process's group nor its child.
+    if (e && p.startTicks < e.endedTicks && p.pgrp !== e.sparedGroup && p.ppid !== e.sparedGroup) found.push({ pid: p.pid, cell: e.cell, instance: e.instance });
   }
   return found;
 }

@@ -40,6 +40,7 @@ const BAD_MANIFESTS: BadManifest[] = [
     key: 'cells.api.depends_on[0]',
     says: 'unknown cell "dbb" (cells: api, db)',
   },
+  { kind: 'env-value-too-long', text: `cells:\n  db:\n    run: node x\n    env: { BIG: ${'y'.repeat(70_000)} }\n`, line: 4, key: 'cells.db.env.BIG', says: 'is too long: 70000 bytes (at most 65536)' },
   // sh -c takes one argument of at most 128 KiB: a longer line would pass here and crash-loop at spawn (E2BIG).
   { kind: 'run-too-long', text: `cells:\n  db:\n    run: echo ${'x'.repeat(70_000)}\n`, line: 3, key: 'cells.db.run', says: 'is too long: 70005 bytes (at most 65536)' },
   { kind: 'self-dependency', text: 'cells:\n  db:\n    run: node x\n    depends_on: [db]\n', line: 4, key: 'cells.db.depends_on[0]', says: 'a cell cannot depend on itself ("db")' },
@@ -448,6 +449,9 @@ describe('e2e bad input', { concurrency: true }, () => {
     const misspelled = assertApiError(await post('/v1/restart', '{"name":"api"}'), 400, 'BadRequestError', 'unknown field "name" (fields: cell)', 'restart {name}');
     assert.equal(misspelled.field, 'name');
     assertApiError(await post('/v1/restart', '{"cell":""}'), 400, 'BadRequestError', 'field "cell" is empty', 'restart an empty name');
+    assertApiError(await post('/v1/restart', '{"cell":null}'), 400, 'BadRequestError', 'field "cell" is null (leave it out instead)', 'restart a null name');
+    assertApiError(await post('/v1/prune', '{"dry_run":null}'), 400, 'BadRequestError', 'field "dry_run" is null (leave it out instead)', 'prune dry_run null');
+    assertApiError(await post('/v1/apply', '{"file":"cell.yaml"}'), 400, 'BadRequestError', 'field "file" must be an absolute path, got "cell.yaml"', 'apply a relative path');
     for (const args of [['restart', ''], ['scale', '', '2'], ['logs', '']]) {
       const r = await mesh.cell(args);
       assert.equal(r.code, 2, `cell ${args.join(' ')}: ${r.stderr}`);

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CELL_BIN, MeshHarness, sleep, waitUntil } from './harness.js';
-import { readLastLines } from '../../src/supervisor/index.js';
+import { readLastLines } from '../../src/api/index.js';
 
 // api ×2 logs one line at start; ticker logs steadily and uses some CPU.
 const MESH = `
@@ -304,4 +304,23 @@ cells:
     follow.kill('SIGINT');
     assert.equal(await follow.exited, 0);
   }
+});
+
+test('e2e cli output - logs with no daemon running read the files on disk, as the daemon prints them', async () => {
+  await using mesh = new MeshHarness(MESH);
+  await mesh.ok(['up']);
+  await waitUntil('a few ticks', async () => /tick 20\b/.test(await mesh.ok(['logs', 'ticker', '-n', '5'])));
+  await mesh.ok(['down']);
+  const ticker = await mesh.cell(['logs', 'ticker', '-n', '3']);
+  assert.equal(ticker.code, 0, ticker.stderr);
+  assert.match(ticker.stdout, /^(tick \d+\n){3}$/);
+  assert.match(ticker.stderr, /^cell: the daemon is not running: the logs of ticker as they are on disk \(.*\/logs\)\n$/);
+  const api = await mesh.cell(['logs', 'api', '-n', '1']);
+  assert.equal(api.code, 0, api.stderr);
+  assert.match(api.stdout, /^\[api\.0\] api\.0 listening on \d+\n\[api\.1\] api\.1 listening on \d+\n$/);
+  const json = JSON.parse((await mesh.cell(['logs', 'api.1', '-n', '1', '--json'])).stdout) as LogLine[];
+  assert.deepEqual(json.map((l) => [l.cell, l.instance]), [['api', 1]]);
+  const none = await mesh.cell(['logs', 'nope']);
+  assert.equal(none.code, 3);
+  assert.match(none.stderr, /^cell: no logs of nope in .*\/logs, and the cell daemon is not running; start it with `cell up`\n$/);
 });

@@ -737,13 +737,17 @@ test('e2e commands - up while a down runs waits for it to end, then starts the m
 cells:
   a:
     run: node fixtures/service.mjs
-    env: { STOP_DELAY_MS: "1500" }
+    env: { STOP_DELAY_MS: "4000" }
     health: { tcp: {}, interval: 200ms }
 `);
   await mesh.ok(['up']);
   const before = (await mesh.json<Status>(['status'])).daemon.pid;
   const down = mesh.cell(['down']);
   await waitUntil('the daemon shutting down', async () => (await mesh.json<Status & { daemon: { shutting_down: boolean } }>(['status'])).daemon.shutting_down);
+  // A change the down would undo at once is refused, saying why.
+  const restart = await mesh.cell(['restart', 'a']);
+  assert.notEqual(restart.code, 0);
+  assert.match(restart.stderr, /the cell daemon is shutting down \(a `cell down` is under way\)/);
   const up = await mesh.cell(['up']);
   assert.equal(up.code, 0, up.stderr);
   assert.match(up.stderr, /waiting for the daemon to finish shutting down/);
