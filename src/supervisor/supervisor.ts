@@ -1031,15 +1031,15 @@ export class Supervisor {
     if (changes.length === 0) return;
     const now = this.o.clock.now();
     const entries = changes.map(({ next, reason, ops: own = [] }) => {
-        const key = instanceKey(next.cell, next.index);
-        const prev = this.records.get(key);
-        this.records.set(key, next);
-        this.wakeForGrace(next);
-        const ops: TxnOp[] = [{ op: 'put', key: `${RECORD_PREFIX}${key}`, value: next }, ...own];
-        if (prev && prev.state === next.state) return { ops };
-        // At the transition's own time (the record's stateSince), not this write's: the two differ
-        // by whatever ran in between, and a backoff measured from the events must match the timer.
-        return { event: { at: next.stateSince, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
+      const key = instanceKey(next.cell, next.index);
+      const prev = this.records.get(key);
+      this.records.set(key, next);
+      this.wakeForGrace(next);
+      const ops: TxnOp[] = [{ op: 'put', key: `${RECORD_PREFIX}${key}`, value: next }, ...own];
+      if (prev && prev.state === next.state) return { ops };
+      // At the transition's own time (the record's stateSince), not this write's: the two differ
+      // by whatever ran in between, and a backoff measured from the events must match the timer.
+      return { event: { at: next.stateSince, cell: next.cell, instance: next.index, from: prev?.state ?? null, to: next.state, reason: reason ?? next.reason, pid: next.pid }, ops };
     });
     try {
       this.o.events.appendAll(entries, now);
