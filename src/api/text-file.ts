@@ -33,7 +33,7 @@ export function readRegularTextFile(file: string, maxBytes: number): string {
     const stat = fstatSync(fd);
     if (stat.isDirectory()) throw new TextFileError(file, 'is a directory, not a file');
     if (!stat.isFile()) {
-      const kind = stat.isFIFO() ? 'a FIFO' : stat.isCharacterDevice() || stat.isBlockDevice() ? 'a device' : stat.isSocket() ? 'a socket' : 'not a regular file';
+      const kind = stat.isFIFO() ? 'a FIFO' : stat.isCharacterDevice() || stat.isBlockDevice() ? 'a device' : stat.isSocket() ? 'a socket' : 'a special file';
       throw new TextFileError(file, `is ${kind}, not a regular file`);
     }
     if (stat.size > maxBytes) throw new TextFileError(file, `is too large: ${formatBytes(stat.size)} (at most ${formatBytes(maxBytes)})`);

@@ -89,7 +89,7 @@ function onlyFields(body: Record<string, unknown>, fields: readonly string[]): R
   return body;
 }
 
-/** `true`, `false`, or absent (undefined or null); anything else (`"yes"`, `1`) is a bad request, never read as false. */
+/** `true`, `false`, or absent; anything else (`"yes"`, `1`, null) is a bad request, never read as false. */
 function booleanField(body: Record<string, unknown>, field: string): boolean | undefined {
   const value = body[field];
   if (value === undefined) return undefined;

@@ -243,10 +243,13 @@ test('logs - followFile reads the end of what it followed from the rotated copy,
   const controller = new AbortController();
   t.after(() => controller.abort());
   let seen = '';
-  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 50 });
+  // No poll: only the file's own events wake the follower, so none of its reads is in flight
+  // (on the thread pool, beside the synchronous writes below) when the rotation happens.
+  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 60_000 });
   await new Promise((r) => setTimeout(r, 50));
   appendFileSync(file, 'one\n');
   await waitFor('one', () => seen === 'one\n');
+  await new Promise((r) => setTimeout(r, 100));
   // Written and rotated before the follower wakes up: "two" and "thr" are only in the copy.
   appendFileSync(file, 'two\nthr');
   assert.equal(rotateIfLarger(file, 1, 2), true);
