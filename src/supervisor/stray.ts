@@ -58,6 +58,8 @@ export function ticksSinceBoot(): number {
 export interface EndedInstance {
   cell: string;
   instance: number;
+  /** When its process started and ended, in clock ticks after boot: its escapees started in between. */
+  startedTicks: number;
   endedTicks: number;
   sparedGroup: number | null;
 }
@@ -72,7 +74,7 @@ export interface EndedInstance {
 export function findEscapees(home: string, ended: EndedInstance[]): { pid: number; cell: string; instance: number }[] {
   const byKey = new Map(ended.map((e) => [`${e.cell}\0${e.instance}`, e]));
   const found: { pid: number; cell: string; instance: number }[] = [];
-  for (const p of instanceProcessesOfHome(home)) {
+  for (const p of instanceProcessesOfHome(home, Math.min(...ended.map((e) => e.startedTicks)))) {
     const e = byKey.get(`${p.cell}\0${p.instance}`);
     // Started in a tick before the end (ticks are 10 ms: one in the same tick may be the next
     // process's), and neither in the next process's group nor its child.

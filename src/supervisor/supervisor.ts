@@ -93,8 +93,11 @@ const FIRST_READY_PROBE_MS = 20;
 const LAUNCH_PROBE_GRID_MS = 20;
 /** How often a stop looks whether the rest of a group has exited once its leader has (a /proc scan). */
 const GROUP_EXIT_POLL_MS = 50;
-/** How long after an instance's end its escapees are looked for (see sweepEscapees). */
-const ESCAPEE_SWEEP_DELAY_MS = 1000;
+/**
+ * How long after an instance's end its escapees are looked for (see sweepEscapees): long enough
+ * that a burst of crashes or restarts is swept in one pass, after their replacements are up.
+ */
+const ESCAPEE_SWEEP_DELAY_MS = 3000;
 /** How often records are written again while the store refuses writes (see storeFailed). */
 const STORE_RETRY_MS = 1000;
 
@@ -134,8 +137,8 @@ export class Supervisor {
   private tickQueued = false;
   /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
   private storeUnwritable = false;
-  /** Ended instances whose escapees the next sweep looks for, by key, with their end (ticks since boot). */
-  private readonly endedInstances = new Map<string, number>();
+  /** Ended instances whose escapees the next sweep looks for, by key: their process's start and end (ticks since boot). */
+  private readonly endedInstances = new Map<string, { startedTicks: number; endedTicks: number }>();
   private sweepDue = false;
   private cancelStoreRetry: (() => void) | null = null;
   private cancelWake: (() => void) | null = null;
@@ -543,7 +546,7 @@ export class Supervisor {
     // leader's exit is seen late, by polling: its group must still be ours.
     if (!stopping && (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home)))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
     if (!rec || rec.pid !== handle.pid || stopping) return;
-    this.sweepEscapees(key);
+    this.sweepEscapees(key, handle.startTicks);
     this.stopProbing(key);
     this.deregister(rec);
     const spec = this.desired.cells.get(rec.cell)?.spec;
@@ -904,7 +907,7 @@ export class Supervisor {
       this.o.driver.signalGroup(pid, 'SIGKILL');
       await sleep(this.o.clock, 20);
     }
-    this.sweepEscapees(key);
+    this.sweepEscapees(key, rec.startTicks);
     const current = this.records.get(key)!;
     this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now(), hold), runEnded: endsRun }, reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
@@ -1082,13 +1085,14 @@ export class Supervisor {
    * process exit). Such a process would live on unsupervised beside the instance's next process,
    * holding its port or its files, until `cell down`, as QA found after restarts of both kinds.
    * A container's or a systemd unit's processes end with it; so do an instance's. The sweep runs
-   * a second later, off the path of a restart, with every instance ended meanwhile in one pass
-   * over /proc; the next process of the instance, and anything it starts, is spared.
+   * 3 s later, off the path of a restart, with every instance ended meanwhile in one pass over
+   * /proc that reads the environment only of processes started since the oldest of them; the
+   * next process of the instance, and anything it starts, is spared.
    */
-  private sweepEscapees(key: string): void {
+  private sweepEscapees(key: string, startedTicks: number | null): void {
     if (this.detached) return;
     try {
-      this.endedInstances.set(key, ticksSinceBoot());
+      this.endedInstances.set(key, { startedTicks: startedTicks ?? 0, endedTicks: ticksSinceBoot() });
     } catch {
       return; // No /proc/uptime: not Linux.
     }
@@ -1097,10 +1101,10 @@ export class Supervisor {
     this.o.clock.setTimer(ESCAPEE_SWEEP_DELAY_MS, () => {
       this.sweepDue = false;
       if (this.detached || this.endedInstances.size === 0) return;
-      const ended = [...this.endedInstances].map(([k, endedTicks]) => {
+      const ended = [...this.endedInstances].map(([k, { startedTicks, endedTicks }]) => {
         const rec = this.records.get(k);
         const [cell, index] = k.split('/');
-        return { cell: rec?.cell ?? cell, instance: rec?.index ?? Number(index), endedTicks, sparedGroup: rec?.pid ?? null };
+        return { cell: rec?.cell ?? cell, instance: rec?.index ?? Number(index), startedTicks, endedTicks, sparedGroup: rec?.pid ?? null };
       });
       this.endedInstances.clear();
       for (const escapee of findEscapees(this.o.home, ended)) {
