@@ -1,7 +1,7 @@
 export * from './types.js';
 export { ApiClient } from './client.js';
 export { ApiError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
-export { DAEMON_ENV_TUNING, MAX_SOCKET_PATH_BYTES, USER_CA_CERTS_VAR, USER_ENV_VAR, cellBaseEnv, checkCellHome, daemonEnv, cellHomePaths, socketPathTooLong, instanceLogFile, resolveCellHome, type CellHomePaths } from './paths.js';
+export { DAEMON_ENV_TUNING, MAX_SOCKET_PATH_BYTES, USER_CA_CERTS_VAR, USER_ENV_VAR, cellBaseEnv, checkCellHome, daemonEnv, cellHomePaths, socketPathTooLong, instanceLogFile, instanceLogFilesOnDisk, resolveCellHome, type CellHomePaths } from './paths.js';
 export { packageVersion } from './version.js';
 export { instanceProcessesOfHome, type InstanceProcess } from './home-processes.js';
 export { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile } from './text-file.js';

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CellHomeTooLongError } from './errors.js';
@@ -71,6 +72,25 @@ export function checkCellHome(home: string): void {
 /** Log file of one instance: `logs/<cell>.<index>.log`. */
 export function instanceLogFile(paths: CellHomePaths, cell: string, index: number): string {
   return join(paths.logs, `${cell}.${index}.log`);
+}
+
+/**
+ * The instance log files of `cell` that are on disk (`logs/<cell>.<index>.log`), by index: those
+ * of instances that no longer run too. None when there is no logs folder yet.
+ */
+export function instanceLogFilesOnDisk(paths: CellHomePaths, cell: string): { instance: number; file: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(paths.logs);
+  } catch {
+    return [];
+  }
+  const found: { instance: number; file: string }[] = [];
+  for (const name of names) {
+    const index = name.startsWith(`${cell}.`) ? /^(\d+)\.log$/.exec(name.slice(cell.length + 1)) : null;
+    if (index) found.push({ instance: Number(index[1]), file: join(paths.logs, name) });
+  }
+  return found.sort((a, b) => a.instance - b.instance);
 }
 
 /**

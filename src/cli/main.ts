@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, instanceLogFilesOnDisk, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
@@ -307,19 +307,9 @@ program
 
 /** `cell logs` without a daemon: the last `n` lines of each `logs/<cell>.<i>.log` of the home, as the daemon prints them. */
 function printLogsFromDisk(cell: string, instance: number | undefined, n: number, json: boolean): void {
-  const dir = cellHomePaths(home()).logs;
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    // No logs folder: no logs.
-  }
-  const files = names
-    .map((name) => ({ name, index: name.startsWith(`${cell}.`) ? /^(\d+)\.log$/.exec(name.slice(cell.length + 1)) : null }))
-    .filter((f): f is { name: string; index: RegExpExecArray } => f.index !== null)
-    .map((f) => ({ instance: Number(f.index[1]), file: join(dir, f.name) }))
-    .filter((f) => instance === undefined || f.instance === instance)
-    .sort((a, b) => a.instance - b.instance);
+  const paths = cellHomePaths(home());
+  const dir = paths.logs;
+  const files = instanceLogFilesOnDisk(paths, cell).filter((f) => instance === undefined || f.instance === instance);
   const what = instance === undefined ? cell : `${cell}.${instance}`;
   if (files.length === 0) throw new CliError(`no logs of ${what} in ${dir}, and the cell daemon is not running; start it with \`cell up\``, 3);
   process.stderr.write(`cell: the daemon is not running: the logs of ${what} as they are on disk (${dir})\n`);

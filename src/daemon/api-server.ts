@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, unlinkSync, existsSync, readdirSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { chmodSync, unlinkSync, existsSync, statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { createHash } from 'node:crypto';
-import { readLastLines } from '../api/index.js';
+import { instanceLogFilesOnDisk, readLastLines } from '../api/index.js';
 import { followFile } from '../supervisor/index.js';
 import { GRAPH_FORMATS, type GraphFormat } from '../graph/index.js';
 import type { Daemon } from './daemon.js';
@@ -346,11 +346,12 @@ export class ApiServer {
       // Instances that come while following (a scale up) are followed too, from what their file
       // (an earlier instance's, reused) held when this follow began.
       const sizeAtStart = new Map<string, number>();
-      const ownLog = new RegExp(`^${cell}\\.\\d+\\.log$`);
-      try {
-        for (const name of readdirSync(this.daemon.paths.logs)) if (ownLog.test(name)) sizeAtStart.set(join(this.daemon.paths.logs, name), statSync(join(this.daemon.paths.logs, name)).size);
-      } catch {
-        // No logs directory yet: every file is new.
+      for (const { file } of instanceLogFilesOnDisk(this.daemon.paths, cell)) {
+        try {
+          sizeAtStart.set(file, statSync(file).size);
+        } catch {
+          // Gone meanwhile: it is new when it comes back.
+        }
       }
       const timer = setInterval(() => {
         let current: { instance: number; file: string }[];

@@ -31,7 +31,7 @@ import {
   type InstanceRecord,
 } from '../reconciler/index.js';
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
-import { findEscapees, findStrayInstances, isGroupOfHome, signalStray, ticksSinceBoot } from './stray.js';
+import { findEscapees, findStrayInstances, isGroupOfHome, signalStray, ticksSinceBoot, type EndedInstance } from './stray.js';
 import { PortAllocator } from './ports.js';
 
 type StartAction = Extract<Action, { type: 'start' }>;
@@ -138,7 +138,7 @@ export class Supervisor {
   /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
   private storeUnwritable = false;
   /** Ended instances whose escapees the next sweep looks for, by key: their process's start and end (ticks since boot). */
-  private readonly endedInstances = new Map<string, { startedTicks: number; endedTicks: number }>();
+  private readonly endedInstances = new Map<string, Omit<EndedInstance, 'sparedGroup'>>();
   private sweepDue = false;
   private cancelStoreRetry: (() => void) | null = null;
   private cancelWake: (() => void) | null = null;
@@ -546,7 +546,7 @@ export class Supervisor {
     // leader's exit is seen late, by polling: its group must still be ours.
     if (!stopping && (!handle.adopted || (this.o.driver.groupAlive(handle.pid) && isGroupOfHome(handle.pid, this.o.home)))) this.o.driver.signalGroup(handle.pid, 'SIGKILL');
     if (!rec || rec.pid !== handle.pid || stopping) return;
-    this.sweepEscapees(key, handle.startTicks);
+    this.sweepEscapees(rec, handle.startTicks);
     this.stopProbing(key);
     this.deregister(rec);
     const spec = this.desired.cells.get(rec.cell)?.spec;
@@ -907,7 +907,7 @@ export class Supervisor {
       this.o.driver.signalGroup(pid, 'SIGKILL');
       await sleep(this.o.clock, 20);
     }
-    this.sweepEscapees(key, rec.startTicks);
+    this.sweepEscapees(rec, rec.startTicks);
     const current = this.records.get(key)!;
     this.update({ ...stoppedOnRequest(current, reason, this.o.clock.now(), hold), runEnded: endsRun }, reason);
     // A stopped instance may be due to be forgotten (scale down) or restarted (released).
@@ -1080,7 +1080,7 @@ export class Supervisor {
   }
 
   /**
-   * Kills what the instance `key`, just ended, left running outside its process group: a child
+   * Kills what the instance `rec`, just ended, left running outside its process group: a child
    * that called setsid(), or the program itself if it daemonized (forked, and let its foreground
    * process exit). Such a process would live on unsupervised beside the instance's next process,
    * holding its port or its files, until `cell down`, as QA found after restarts of both kinds.
@@ -1089,10 +1089,10 @@ export class Supervisor {
    * /proc that reads the environment only of processes started since the oldest of them; the
    * next process of the instance, and anything it starts, is spared.
    */
-  private sweepEscapees(key: string, startedTicks: number | null): void {
+  private sweepEscapees(rec: InstanceRecord, startedTicks: number | null): void {
     if (this.detached) return;
     try {
-      this.endedInstances.set(key, { startedTicks: startedTicks ?? 0, endedTicks: ticksSinceBoot() });
+      this.endedInstances.set(instanceKey(rec.cell, rec.index), { cell: rec.cell, instance: rec.index, startedTicks: startedTicks ?? 0, endedTicks: ticksSinceBoot() });
     } catch {
       return; // No /proc/uptime: not Linux.
     }
@@ -1101,11 +1101,7 @@ export class Supervisor {
     this.o.clock.setTimer(ESCAPEE_SWEEP_DELAY_MS, () => {
       this.sweepDue = false;
       if (this.detached || this.endedInstances.size === 0) return;
-      const ended = [...this.endedInstances].map(([k, { startedTicks, endedTicks }]) => {
-        const rec = this.records.get(k);
-        const [cell, index] = k.split('/');
-        return { cell: rec?.cell ?? cell, instance: rec?.index ?? Number(index), startedTicks, endedTicks, sparedGroup: rec?.pid ?? null };
-      });
+      const ended = [...this.endedInstances].map(([key, e]) => ({ ...e, sparedGroup: this.records.get(key)?.pid ?? null }));
       this.endedInstances.clear();
       for (const escapee of findEscapees(this.o.home, ended)) {
         if (!signalStray(escapee.pid, 'SIGKILL')) continue;
