@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { dirname } from 'node:path';
-import { ApiError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
-import { MAX_SOCKET_PATH_BYTES } from './paths.js';
+import { ApiError, CellHomeNotADirectoryError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
+import { MAX_SOCKET_PATH_BYTES, fileInPathOf } from './paths.js';
 
 /**
  * A small client for the daemon API over its unix socket. node:http only: the CLI must start
@@ -18,6 +18,9 @@ export class ApiClient {
     const bytes = Buffer.byteLength(this.socket);
     if (bytes > MAX_SOCKET_PATH_BYTES) return new CellHomeTooLongError(dirname(dirname(this.socket)), this.socket, bytes, MAX_SOCKET_PATH_BYTES, { cause: err });
     if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return new DaemonNotRunningError(this.socket, { cause: err });
+    const home = dirname(dirname(this.socket));
+    const file = err.code === 'ENOTDIR' ? fileInPathOf(home) : undefined;
+    if (file !== undefined) return new CellHomeNotADirectoryError(home, file, { cause: err });
     return err;
   }
 

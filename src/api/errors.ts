@@ -1,8 +1,13 @@
+/** A CELL_HOME no daemon can use: nothing is started or created there (a usage error, exit 2). */
+export abstract class CellHomeError extends Error {
+  abstract readonly home: string;
+}
+
 /**
  * A CELL_HOME whose daemon socket (`run/daemon.sock`) would be longer than a unix socket path may
  * be (`limit` bytes, without the NUL): no daemon can run there, so nothing is started.
  */
-export class CellHomeTooLongError extends Error {
+export class CellHomeTooLongError extends CellHomeError {
   override name = 'CellHomeTooLongError';
   constructor(
     readonly home: string,
@@ -18,6 +23,21 @@ export class CellHomeTooLongError extends Error {
   }
   toJSON() {
     return { name: this.name, message: this.message, home: this.home, socket: this.socket, bytes: this.bytes, limit: this.limit };
+  }
+}
+
+/** A CELL_HOME that is a file, or lies under one (`path` is that file). */
+export class CellHomeNotADirectoryError extends CellHomeError {
+  override name = 'CellHomeNotADirectoryError';
+  constructor(
+    readonly home: string,
+    readonly path: string,
+    options?: ErrorOptions,
+  ) {
+    super(`CELL_HOME ${home} is not a directory${path === home ? '' : ` (${path} is a file)`}; use a directory (it is created if missing)`, options);
+  }
+  toJSON() {
+    return { name: this.name, message: this.message, home: this.home, path: this.path };
   }
 }
 

@@ -1,6 +1,6 @@
 export * from './types.js';
 export { ApiClient } from './client.js';
-export { ApiError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
+export { ApiError, CellHomeError, CellHomeNotADirectoryError, CellHomeTooLongError, DaemonNotRunningError } from './errors.js';
 export { DAEMON_ENV_TUNING, MAX_SOCKET_PATH_BYTES, USER_CA_CERTS_VAR, USER_ENV_VAR, cellBaseEnv, checkCellHome, daemonEnv, cellHomePaths, socketPathTooLong, instanceLogFile, instanceLogFilesOnDisk, resolveCellHome, type CellHomePaths } from './paths.js';
 export { packageVersion } from './version.js';
 export { instanceProcessesOfHome, type InstanceProcess } from './home-processes.js';

@@ -1,7 +1,7 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { CellHomeTooLongError } from './errors.js';
+import { dirname, join, resolve } from 'node:path';
+import { CellHomeNotADirectoryError, CellHomeTooLongError } from './errors.js';
 
 /** The files of one `$CELL_HOME` (default `~/.cell`); one daemon per home. */
 export interface CellHomePaths {
@@ -67,6 +67,20 @@ export function checkCellHome(home: string): void {
   const socket = cellHomePaths(home).socket;
   const bytes = Buffer.byteLength(socket);
   if (bytes > MAX_SOCKET_PATH_BYTES) throw new CellHomeTooLongError(home, socket, bytes, MAX_SOCKET_PATH_BYTES);
+  const file = fileInPathOf(home);
+  if (file !== undefined) throw new CellHomeNotADirectoryError(home, file);
+}
+
+/** `dir` itself or the nearest of its parents that exists and is not a directory, if any. */
+export function fileInPathOf(dir: string): string | undefined {
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    try {
+      return statSync(at).isDirectory() ? undefined : at;
+    } catch {
+      // Missing (created later) or under a file (ENOTDIR): look further up.
+    }
+    if (dirname(at) === at) return undefined;
+  }
 }
 
 /** Log file of one instance: `logs/<cell>.<index>.log`. */

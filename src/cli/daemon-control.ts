@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ApiClient,
-  CellHomeTooLongError,
+  CellHomeError,
   DAEMON_EXIT_ALREADY_RUNNING,
   DaemonNotRunningError,
   cellHomePaths,
@@ -171,7 +171,7 @@ export function requireUsableHome(home: string): void {
   try {
     checkCellHome(home);
   } catch (err) {
-    if (err instanceof CellHomeTooLongError) throw new CliError(err.message, 2);
+    if (err instanceof CellHomeError) throw new CliError(err.message, 2);
     throw err;
   }
 }

@@ -1,12 +1,12 @@
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiClient, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, checkCellHome, instanceLogFilesOnDisk, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
+import { ApiClient, CellHomeError, DaemonNotRunningError, cellHomePaths, checkCellHome, instanceLogFilesOnDisk, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
 import { renderTable, formatAge, formatBytes } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { CliError, endProgress, progress, progressIfSlow, reportError } from './output.js';
-import { runUp, waitHealthy } from './up.js';
+import { runUp, waitHealthy, waitScaledDown } from './up.js';
 import { STATE_MARK, printJson, runPs, runStatus } from './read-commands.js';
 
 interface GlobalOptions {
@@ -106,6 +106,7 @@ program
   .option('--force', 'overwrite an existing file')
   .action(async (opts: { force?: boolean }) => {
     const file = manifestPath();
+    if (existsSync(file) && statSync(file).isDirectory()) throw new CliError(`${file} is a directory: init writes a file there (use -f to name another)`, 2);
     if (existsSync(file) && !opts.force) throw new CliError(`${file} already exists (use --force to overwrite)`, 2);
     const { STARTER_MANIFEST } = await import('./starter.js');
     writeFileSync(file, STARTER_MANIFEST);
@@ -193,16 +194,17 @@ program
 
 program
   .command('scale <cell> <instances>')
-  .description('set the number of instances of a cell, and wait until they are all healthy')
-  .option('--timeout <duration>', 'how long to wait for the instances to be healthy', UP_TIMEOUT)
+  .description('set the number of instances of a cell, and wait until they are all healthy (scaling down: until the extra ones have drained and stopped)')
+  .option('--timeout <duration>', 'how long to wait for the instances to be healthy or stopped', UP_TIMEOUT)
   .option('--no-wait', 'return once the new count is set')
   .action(async (cell: string, instances: string, opts: { timeout: string; wait: boolean }) => {
     const n = parsePositiveInt('instances')(instances);
     const timeoutMs = parseDurationMs(opts.timeout);
     const client = api();
     await client.post('/v1/scale', { cell, instances: n });
-    // Scaled to 0 there is nothing to wait for; a scale-down's extra instances drain on their own.
     if (opts.wait && n > 0) await waitHealthy(client, [cell], timeoutMs);
+    // A scale-down is done when its extra instances have drained and stopped (their ports free).
+    if (opts.wait) await waitScaledDown(client, cell, n, timeoutMs);
     endProgress();
     // A `cell up` or another scale meanwhile wins (the last change does); this one must not then
     // claim its count.
@@ -439,7 +441,7 @@ program
         .catch((err: Error) => {
           // No daemon (none started, or it went away, or none can run for this home): nothing
           // to watch, as `top --once` says.
-          if (!(err instanceof DaemonNotRunningError || err instanceof CellHomeTooLongError)) return `cell top: ${err.message}\n`;
+          if (!(err instanceof DaemonNotRunningError || err instanceof CellHomeError)) return `cell top: ${err.message}\n`;
           if (isTerminal) out.write('\x1b[?25h\n');
           return reportError(err);
         });

@@ -1,4 +1,4 @@
-import { ApiError, CellHomeTooLongError, DaemonNotRunningError } from '../api/index.js';
+import { ApiError, CellHomeError, DaemonNotRunningError } from '../api/index.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
 export class CliError extends Error {
@@ -53,7 +53,7 @@ export function reportError(err: unknown): never {
     process.stderr.write(`cell: ${err.message}\n`);
     process.exit(3);
   }
-  if (err instanceof CellHomeTooLongError) {
+  if (err instanceof CellHomeError) {
     process.stderr.write(`cell: ${err.message}\n`);
     process.exit(2);
   }

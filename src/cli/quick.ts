@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ApiClient, ApiError, CellHomeTooLongError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
+import { ApiClient, ApiError, CellHomeError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { runPs, runStatus } from './read-commands.js';
 
@@ -39,7 +39,7 @@ export async function runQuick(argv: string[]): Promise<boolean> {
     else await runPs(api, { json });
   } catch (err) {
     process.stderr.write(`cell: ${(err as Error).message}\n`);
-    process.exitCode = err instanceof DaemonNotRunningError ? 3 : (err instanceof ApiError && err.status < 500) || err instanceof CellHomeTooLongError ? 2 : 1;
+    process.exitCode = err instanceof DaemonNotRunningError ? 3 : (err instanceof ApiError && err.status < 500) || err instanceof CellHomeError ? 2 : 1;
   }
   return true;
 }

@@ -1,4 +1,4 @@
-import { ApiClient, cellHomePaths, type ApplyResult, type CellView, type StatusView } from '../api/index.js';
+import { ApiClient, cellHomePaths, type ApplyResult, type CellView, type InstanceView, type StatusView } from '../api/index.js';
 import { CliError, endProgress, progress } from './output.js';
 
 export interface UpOptions {
@@ -107,5 +107,26 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     // the daemon answers at once then, so pace the loop.
     const elapsed = Date.now() - asked;
     if (elapsed < 100) await new Promise((r) => setTimeout(r, 100 - elapsed));
+  }
+}
+
+/**
+ * Waits until no instance of `cell` from index `count` up is running (a scale-down's extras
+ * drain, then stop), with a progress line. Throws a `CliError` naming those still running at
+ * the timeout.
+ */
+export async function waitScaledDown(client: ApiClient, cell: string, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const extras = (await client.get<InstanceView[]>('/v1/ps')).filter((r) => r.cell === cell && r.instance >= count);
+    const running = extras.filter((r) => r.state !== 'stopped' && r.state !== 'failed' && r.pid !== null);
+    if (running.length === 0) return;
+    const names = running.map((r) => `${cell}.${r.instance} (${r.state}, pid ${r.pid})`);
+    progress(`waiting for ${running.length} instance${running.length === 1 ? '' : 's'} of ${cell} to stop: ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''}`);
+    if (Date.now() >= deadline) {
+      endProgress();
+      throw new CliError(`still running after ${Math.round(timeoutMs / 1000)}s: ${names.join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }

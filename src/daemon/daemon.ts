@@ -12,7 +12,7 @@ import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
 import { ChildProcessDriver, RotationSchedule, Supervisor, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
-import { cellBaseEnv, cellHomePaths, instanceLogFile, packageVersion, socketPathTooLong } from '../api/index.js';
+import { cellBaseEnv, cellHomePaths, instanceLogFile, instanceLogFilesOnDisk, packageVersion, socketPathTooLong } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
 import { KERNEL_CELLS, gatewayCellSpec, isKernelCell, requireFreeGatewayPort, type KernelCellName } from './kernel.js';
 import { ControlPlaneFile } from './control-plane-file.js';
@@ -1152,6 +1152,9 @@ export class Daemon {
     const indexes = new Set<number>();
     for (let i = 0; i < wanted; i++) indexes.add(i);
     for (const r of this.supervisor.instances()) if (r.cell === cell) indexes.add(r.index);
+    // Scaled to 0 (or stopped and pruned): what its instances wrote is still what `cell logs`
+    // should show, as it does with no daemon running.
+    if (indexes.size === 0) return instanceLogFilesOnDisk(this.paths, cell);
     return [...indexes].sort((a, b) => a - b).map((i) => ({ instance: i, file: instanceLogFile(this.paths, cell, i) }));
   }
 

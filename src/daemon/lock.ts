@@ -11,9 +11,9 @@ function startTicksOf(pid: number): number | undefined {
 /**
  * One daemon per CELL_HOME: an exclusive lock file holding our pid and its start time. A lock
  * whose process is gone (or whose pid was reused by another program) is stale and taken over.
- * Returns the release function. Throws `CellHomeTooLongError` first when `home`'s socket path
- * would be too long: no daemon can serve there (a foreground `cell up` gets here without the
- * CLI's own check).
+ * Returns the release function. Throws a `CellHomeError` first when no daemon can serve `home`
+ * (its socket path too long, or it is a file): a foreground `cell up` gets here without the
+ * CLI's own check.
  */
 export function acquireDaemonLock(lockFile: string, home: string): () => void {
   checkCellHome(home);

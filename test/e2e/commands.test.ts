@@ -299,15 +299,17 @@ cells:
   process.kill(killed.pid!, 'SIGKILL');
   await waitUntil('web.1 back under a new pid', async () => (await mesh.ps()).some((p) => p.cell === 'web' && p.instance === 1 && p.state === 'ready' && p.pid !== killed.pid));
   await waitUntil('the gateway routes to all 3 again', async () => (await answering(9)).length === 3);
-  await mesh.ok(['scale', 'web', '1']);
+  // A scale-down returns once the extra instances have drained and stopped.
+  assert.match(await mesh.ok(['scale', 'web', '1']), /^web scaled to 1 instance, all healthy$/m);
+  assert.deepEqual((await mesh.ps()).filter((p) => p.cell === 'web' && p.pid !== null).map((p) => p.instance), [0]);
   await waitUntil('the gateway routes to web.0 alone', async () => (await answering(6)).join() === 'ok web.0');
-  // Scaled to nothing, then back while the instance may still drain: it comes back.
-  await mesh.ok(['scale', 'web', '0']);
-  const none = await waitUntil('web shows as scaled to 0', async () => {
-    const web = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'web')!;
-    return web.state === 'stopped' ? web : undefined;
-  });
+  // Scaled to nothing, then back: it comes back.
+  assert.match(await mesh.ok(['scale', 'web', '0']), /^web scaled to 0 instances$/m);
+  const none = (await mesh.json<Status>(['status'])).cells.find((c) => c.name === 'web')!;
+  assert.equal(none.state, 'stopped');
   assert.equal(none.reason, 'scaled to 0 instances');
+  // Its log is still there to read, as with no daemon running.
+  assert.match(await mesh.ok(['logs', 'web']), /http-server got SIGTERM, closing/);
   await mesh.ok(['scale', 'web', '1']);
   await waitUntil('web.0 serves again through the gateway', async () => (await answering(3)).join() === 'ok web.0');
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -48,6 +48,31 @@ test('e2e homes - a CELL_HOME too long for its socket is refused in one line, be
   assert.equal(code, 2);
   assert.equal(stderr, `cell daemon: ${why}\n`);
   assert.equal(existsSync(home), false);
+});
+
+test('e2e homes - a CELL_HOME that is a file, or under one, is refused in one line; init refuses a directory', async () => {
+  await using mesh = new MeshHarness(DB_API_MESH);
+  const file = join(mesh.dir, 'a-file');
+  writeFileSync(file, 'not a home\n');
+  for (const [home, why] of [
+    [file, `CELL_HOME ${file} is not a directory; use a directory (it is created if missing)`],
+    [join(file, 'sub'), `CELL_HOME ${join(file, 'sub')} is not a directory (${file} is a file); use a directory (it is created if missing)`],
+  ] as const) {
+    const reads = [['status'], ['ps', '--json'], ['health'], ['logs', 'db'], ['down']].map((c) => ['--home', home, ...c]);
+    for (const args of [['--home', home, 'up'], ['--home', home, 'up', '--foreground'], ...reads]) {
+      const r = await mesh.cell(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `cell: ${why}\n`);
+    }
+  }
+  assert.equal(statSync(file).isFile(), true, 'the file is left as it was');
+
+  const dir = join(mesh.dir, 'as-dir.yaml');
+  mkdirSync(dir);
+  const init = await mesh.cell(['-f', dir, 'init', '--force']);
+  assert.equal(init.code, 2, init.stderr);
+  assert.equal(errorLine(init), `cell: ${dir} is a directory: init writes a file there (use -f to name another)`);
+  assert.equal(statSync(dir).isDirectory(), true);
 });
 
 test('e2e homes - a CELL_HOME whose socket is exactly 107 bytes works', async () => {
