@@ -148,6 +148,9 @@ export class RotationSchedule {
 
 const CHUNK = 64 * 1024;
 
+/** Rotated copies a follower reads back through when several rotations came between two reads. */
+const MAX_COPIES_FOLLOWED = 32;
+
 export interface FollowOptions {
   /** Byte offset to start from; default: the current end of the file (like `tail -f`). */
   fromOffset?: number;
@@ -158,7 +161,8 @@ export interface FollowOptions {
 /**
  * Calls `onChunk` with text appended to `file` until `signal` aborts; resolves then. Wakes on
  * fs.watch events and on a poll. When the file shrinks (truncated by rotation) it first reads
- * the rest of what it was reading from the rotated copy `file.1`, then goes on from offset 0;
+ * the rest of what it was reading from the rotated copy `file.1` (`file.2`, then all of `file.1`,
+ * after two rotations, and so on), then goes on from offset 0;
  * when it is replaced, it reads the new file from offset 0. A file that does not exist yet is waited for, then read from its
  * start. The poll timer keeps the event loop alive until `signal` aborts.
  */
@@ -216,13 +220,25 @@ export async function followFile(
     // since the file itself may have grown past our position again by the time we look.
     const copy = await stat(`${file}.1`).catch(() => undefined);
     const rotated = copyInode !== null && copy !== undefined && copy.ino !== copyInode;
-    copyInode = copy?.ino;
-    if (rotated || st.size < position) {
-      // What was appended after our position before the truncate is at the end of the copy;
-      // the stream goes on at the start of the file.
-      if (rotated && copy.size >= position) await readFrom(`${file}.1`, position);
+    if (rotated) {
+      // Each rotation since the last read made a copy: `.1` the newest, and the one that was
+      // `.1` then is now `.k+1`. The oldest new copy holds what came after our position; the
+      // others, all of what came between the truncates; the stream goes on at the start of the file.
+      const copies = [copy];
+      for (let i = 2; i <= MAX_COPIES_FOLLOWED; i++) {
+        const older = await stat(`${file}.${i}`).catch(() => undefined);
+        if (older === undefined || older.ino === copyInode) break;
+        copies.push(older);
+      }
+      for (let i = copies.length; i >= 1; i--) {
+        const start = i === copies.length ? position : 0;
+        if (copies[i - 1]!.size >= start) await readFrom(`${file}.${i}`, start);
+      }
+      position = 0;
+    } else if (st.size < position) {
       position = 0;
     }
+    copyInode = copy?.ino;
     if (st.size === position) return;
     position = await readFrom(file, position);
   };

@@ -286,3 +286,31 @@ test('logs - readLastLines with endAt reads the file as if it ended there (a fol
   assert.deepEqual(readLastLines(file, 2, end), ['two', 'three']);
   assert.deepEqual(readLastLines(file, 2), ['four', 'five']);
 });
+
+test('logs - followFile reads back through every copy made by several rotations between two of its reads', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'fast.log');
+  writeFileSync(file, '');
+  writeFileSync(`${file}.1`, 'older copy\n');
+  const controller = new AbortController();
+  t.after(() => controller.abort());
+  let seen = '';
+  // As above: only the file's own events wake the follower, after all the synchronous work below.
+  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 50));
+  appendFileSync(file, 'one\n');
+  await waitFor('one', () => seen === 'one\n');
+  await new Promise((r) => setTimeout(r, 100));
+  // Three rotations before the follower wakes: the rest of its file is now in `.3`.
+  appendFileSync(file, 'two\n');
+  assert.equal(rotateIfLarger(file, 1, 5), true);
+  appendFileSync(file, 'three\n');
+  assert.equal(rotateIfLarger(file, 1, 5), true);
+  appendFileSync(file, 'four\n');
+  assert.equal(rotateIfLarger(file, 1, 5), true);
+  appendFileSync(file, 'five\n');
+  await waitFor('five', () => seen.includes('five\n'));
+  assert.equal(seen, 'one\ntwo\nthree\nfour\nfive\n', 'each line once, in order, and nothing of the copy older than the follow');
+  controller.abort();
+  await following;
+});
