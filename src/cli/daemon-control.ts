@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, fstatSync, readSync, readFileSync, existsSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, fstatSync, readSync, readFileSync, existsSync, rmdirSync, statSync, statfsSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -200,10 +200,22 @@ async function waitUp(paths: ReturnType<typeof cellHomePaths>, api: ApiClient, e
     await new Promise((r) => setTimeout(r, 10));
   }
   const code = exitCode();
-  const reason = tellingLine(readFrom(paths.daemonOut, outStart));
+  // A daemon that could not even write why (its daemon.out on a full disk) left nothing to read.
+  const reason = tellingLine(readFrom(paths.daemonOut, outStart)) || diskFull(paths.home);
   // What the daemon printed before it exited is in daemon.out; a daemon still booting logs to daemon.log.
   const see = code !== null ? paths.daemonOut : `${paths.daemonOut} and ${paths.daemonLog}`;
   throw new Error(`the cell daemon did not start${code !== null ? ` (exit code ${code})` : ' within 30s'}${reason ? `: ${reason}` : ''}; see ${see}`);
+}
+
+/** Says so when the filesystem of `dir` has (next to) no space left; '' otherwise. */
+function diskFull(dir: string): string {
+  try {
+    const fs = statfsSync(dir);
+    const free = fs.bavail * fs.bsize;
+    return free < 1024 * 1024 ? `the disk of ${dir} is full (${free} bytes free)` : '';
+  } catch {
+    return '';
+  }
 }
 
 /** What `file` holds from byte `start` on (its last 64 KiB at most); '' when it cannot be read. */

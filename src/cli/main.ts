@@ -126,12 +126,12 @@ program
 program
   .command('down')
   .description('stop every cell (dependents first, kernel last) and the daemon')
-  .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}]}')
+  .option('--json', 'print JSON: {stopped: [cells], sequence: [{cell, instance, to, at}], warnings: [text]}')
   .action(async (opts: { json?: boolean }) => {
     // No daemon can run for a home too long for its socket: say that, before "stopping".
     checkCellHome(home());
     const client = api();
-    const down = () => client.post<{ stopped: string[]; sequence: unknown[]; pid: number }>('/v1/down', {}, { timeoutMs: 600_000 });
+    const down = () => client.post<{ stopped: string[]; sequence: unknown[]; pid: number; warnings?: string[] }>('/v1/down', {}, { timeoutMs: 600_000 });
     // Not said when no daemon listens: "stopping" and then "already down" read as a contradiction.
     if (existsSync(cellHomePaths(home()).socket)) progress('stopping the mesh (dependents first)');
     let result: Awaited<ReturnType<typeof down>>;
@@ -158,8 +158,10 @@ program
     // first, so waiting for that alone let a check right after see the daemon still there).
     for (let i = 0; i < 250 && isRunning(result.pid); i++) await new Promise((r) => setTimeout(r, 20));
     endProgress();
-    if (opts.json) printJson({ stopped: result.stopped, sequence: result.sequence });
+    if (opts.json) printJson({ stopped: result.stopped, sequence: result.sequence, warnings: result.warnings ?? [] });
     else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
+    // Every process is stopped, but the state on disk may not say so (a full disk).
+    for (const warning of result.warnings ?? []) process.stderr.write(`cell: warning: ${warning}\n`);
   });
 
 /** Whether process `pid` still runs (a zombie has ended; its parent has yet to reap it). */

@@ -67,8 +67,11 @@ export class ControlPlaneFile {
     }
   }
 
-  /** Final write (shutdown): waits for a write in flight, so no older snapshot lands after it. */
-  async writeFinal(snapshot: object): Promise<void> {
+  /**
+   * Final write (shutdown): waits for a write in flight, so no older snapshot lands after it.
+   * Returns the error of a write that failed (the file keeps an older snapshot), else null.
+   */
+  async writeFinal(snapshot: object): Promise<Error | null> {
     this.closed = true;
     this.cancelTimer?.();
     this.cancelTimer = null;
@@ -77,9 +80,11 @@ export class ControlPlaneFile {
     this.pending = null;
     try {
       writeFileAtomicSync(this.path, JSON.stringify(snapshot, null, 2) + '\n');
+      return null;
     } catch (err) {
       // The shutdown goes on: the cells are stopped already, and the store says so.
       this.onError?.(err as Error);
+      return err as Error;
     }
   }
 }

@@ -594,7 +594,7 @@ export class Daemon {
    * `cell down`: reverse topological order (leaves first, each level in parallel), the kernel's
    * gateway last; every record ends `stopped` and control-plane.json says so before we exit.
    */
-  async shutdown(): Promise<{ stopped: string[]; sequence: { cell: string; instance: number; to: string; at: string }[] }> {
+  async shutdown(): Promise<{ stopped: string[]; sequence: { cell: string; instance: number; to: string; at: string }[]; warnings: string[] }> {
     this.shuttingDown = true;
     const since = this.now();
     const graph = this.graph();
@@ -610,18 +610,24 @@ export class Daemon {
       .list(this.now(), { since })
       .filter((e) => e.to === 'draining' || e.to === 'stopped')
       .map((e) => ({ cell: e.cell, instance: e.instance, to: e.to, at: new Date(e.at).toISOString() }));
-    await this.close();
-    return { stopped: [...order, ...orphanCells], sequence };
+    const warnings = await this.close();
+    return { stopped: [...order, ...orphanCells], sequence, warnings };
   }
 
-  async close(): Promise<void> {
+  /** Detaches and closes the store; returns what could not be written on the way (a full disk). */
+  async close(): Promise<string[]> {
     this.manifests.close();
     this.supervisor.detach();
     for (const cancel of this.timers) cancel();
     this.versionTimerCancel?.();
-    await this.controlPlane.writeFinal(this.controlPlaneSnapshot());
+    const warnings: string[] = [];
+    const failed = await this.controlPlane.writeFinal(this.controlPlaneSnapshot());
+    if (failed) warnings.push(`${failed.message}: ${this.paths.controlPlane} still shows the mesh as it was before this stop`);
+    const storeError = this.supervisor.finalStoreError();
+    if (storeError) warnings.push(`the state store ${this.paths.stateDb} refused the last writes (${storeError}): it still holds the instances as they were before`);
     for (const wake of this.endpointWaiters) wake();
     this.store.close();
+    return warnings;
   }
 
   // ---------------------------------------------------------------- loops

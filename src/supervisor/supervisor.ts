@@ -137,6 +137,7 @@ export class Supervisor {
   private tickQueued = false;
   /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
   private storeUnwritable = false;
+  private storeError: string | null = null;
   /** Ended instances whose escapees the next sweep looks for, by key: their process's start and end (ticks since boot). */
   private readonly endedInstances = new Map<string, Omit<EndedInstance, 'sparedGroup'>>();
   private sweepDue = false;
@@ -1060,23 +1061,42 @@ export class Supervisor {
    * instead would end the daemon from inside an exit or a probe, and no cell would be watched.
    */
   private storeFailed(err: unknown): void {
+    this.storeError = err instanceof Error ? err.message : String(err);
     if (!this.storeUnwritable) {
       this.storeUnwritable = true;
       this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'cannot write the state store; supervising from memory, writing every record again each second');
     }
-    if (this.cancelStoreRetry) return;
+    if (this.cancelStoreRetry || this.detached) return;
     this.cancelStoreRetry = this.o.clock.setTimer(STORE_RETRY_MS, () => {
       this.cancelStoreRetry = null;
-      const ops: TxnOp[] = [...this.records.entries()].map(([key, value]) => ({ op: 'put', key: `${RECORD_PREFIX}${key}`, value }));
-      try {
-        this.o.store.txn([], ops, this.o.clock.now());
-      } catch (again) {
-        this.storeFailed(again);
-        return;
-      }
-      this.storeUnwritable = false;
-      this.o.log.info({ records: ops.length }, 'the state store takes writes again: every record written');
+      this.writeAllRecords();
     });
+  }
+
+  /** Writes every record again (after the store refused writes); false if it still refuses. */
+  private writeAllRecords(): boolean {
+    const ops: TxnOp[] = [...this.records.entries()].map(([key, value]) => ({ op: 'put', key: `${RECORD_PREFIX}${key}`, value }));
+    try {
+      this.o.store.txn([], ops, this.o.clock.now());
+    } catch (again) {
+      this.storeFailed(again);
+      return false;
+    }
+    this.storeUnwritable = false;
+    this.storeError = null;
+    this.o.log.info({ records: ops.length }, 'the state store takes writes again: every record written');
+    return true;
+  }
+
+  /**
+   * For a daemon about to close its store: the records written once more if the store refused
+   * writes; the store's error if it still does (the records stored are then older than these).
+   */
+  finalStoreError(): string | null {
+    this.cancelStoreRetry?.();
+    this.cancelStoreRetry = null;
+    if (this.storeUnwritable && !this.writeAllRecords()) return this.storeError;
+    return null;
   }
 
   /**

@@ -507,6 +507,26 @@ test('supervisor - a store that refuses writes (disk full): a crashed instance i
   assert.ok(logged.includes('the state store takes writes again: every record written'));
 });
 
+test('supervisor - before its store closes, a daemon is told whether the store refused the last records (written once more first)', async () => {
+  using h = new Harness();
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'a' })));
+  await h.advance(300);
+  assert.equal(h.supervisor.finalStoreError(), null, 'nothing refused');
+  const txn = h.store.txn.bind(h.store);
+  h.store.txn = () => {
+    throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  };
+  const pid = h.state('a')!.pid!;
+  h.driver.exitProcess(pid, null, 'SIGKILL');
+  await h.advance(300);
+  h.supervisor.detach();
+  assert.equal(h.supervisor.finalStoreError(), 'database or disk is full');
+  // Space freed: the last try writes the records of memory, and says nothing is wrong.
+  h.store.txn = txn;
+  assert.equal(h.supervisor.finalStoreError(), null);
+  assert.equal(h.store.get<InstanceRecord>('instances/a/0', h.clock.now())?.value.pid, h.state('a')!.pid);
+});
+
 test('supervisor - a stop waits for the whole process group: a shell line\'s program finishes its shutdown after the shell leading it died of the stop signal', async () => {
   using h = new Harness();
   // `cd app && node server.js`: SIGTERM to the group ends the shell at once; the program exits
