@@ -5,5 +5,5 @@ export { DAEMON_ENV_TUNING, MAX_SOCKET_PATH_BYTES, USER_CA_CERTS_VAR, USER_ENV_V
 export { packageVersion } from './version.js';
 export { instanceProcessesOfHome, type InstanceProcess } from './home-processes.js';
 export { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile } from './text-file.js';
-export { editDistance, suggestKey } from './suggest.js';
+export { editDistance, listNames, suggestKey } from './suggest.js';
 export { readLastLines } from './log-tail.js';

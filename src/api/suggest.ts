@@ -40,3 +40,11 @@ export function suggestKey(unknown: string, known: readonly string[]): string | 
   }
   return best;
 }
+
+/** Names listed in an "unknown cell" message before it is cut short (a mesh of 100 cells is one long line otherwise). */
+const MAX_LISTED_NAMES = 20;
+
+/** `names` joined for a message, the first 20 only when there are more: `a, b, … (100 in all)`. */
+export function listNames(names: readonly string[]): string {
+  return names.length > MAX_LISTED_NAMES ? `${names.slice(0, MAX_LISTED_NAMES).join(', ')}, … (${names.length} in all)` : names.join(', ');
+}

@@ -1,4 +1,4 @@
-import { suggestKey } from '../api/index.js';
+import { listNames, suggestKey } from '../api/index.js';
 
 /** The manifest's fixed `gateway.port` is taken by another program when the gateway is to start. */
 export class GatewayPortInUseError extends Error {
@@ -93,14 +93,10 @@ export class UnknownInstanceError extends Error {
   }
 }
 
-/** Names listed in an "unknown cell" message before it is cut short (a mesh of 100 cells is one long line otherwise). */
-const MAX_LISTED_CELLS = 20;
-
 function unknownCellHint(cell: string, known: string[]): string {
   if (known.length === 0) return 'cells: none; run `cell up` first';
   const meant = suggestKey(cell, known);
-  const listed = known.length > MAX_LISTED_CELLS ? `${known.slice(0, MAX_LISTED_CELLS).join(', ')}, … (${known.length} in all)` : known.join(', ');
-  return `${meant ? `did you mean ${meant}? ` : ''}cells: ${listed}`;
+  return `${meant ? `did you mean ${meant}? ` : ''}cells: ${listNames(known)}`;
 }
 
 /** A change asked of a daemon that a `cell down` is stopping (HTTP 503). */

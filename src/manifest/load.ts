@@ -8,7 +8,7 @@
  * positions (js-yaml, quick-yaml.ts) goes first; at any doubt or problem these four steps run.
  */
 import { statSync } from 'node:fs';
-import { MAX_MANIFEST_BYTES, TextFileError, readRegularTextFile, suggestKey } from '../api/index.js';
+import { MAX_MANIFEST_BYTES, TextFileError, listNames, readRegularTextFile, suggestKey } from '../api/index.js';
 import path from 'node:path';
 import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import type { z } from 'zod';
@@ -27,9 +27,6 @@ interface Problem {
   /** Report at this path's position instead of `path`'s (the key shown stays `path`). */
   at?: KeyPath;
 }
-
-/** Names listed in an "unknown cell" message before it is cut short. */
-const MAX_LISTED_CELLS = 20;
 
 /**
  * Reads and validates the manifest at `file`. A missing or unreadable file is a ManifestError
@@ -143,10 +140,9 @@ export function parseWithPositions(source: string, file: string): MeshSpec {
     if (!(err instanceof UnknownDependencyError)) throw err;
     const index = data.cells[err.cell].depends_on.find((d) => d.name === err.dependency)!.key;
     const names = cells.map((c) => c.name).sort(compareNames);
-    const listed = names.length > MAX_LISTED_CELLS ? `${names.slice(0, MAX_LISTED_CELLS).join(', ')}, ...` : names.join(', ');
     problems.push({
       path: ['cells', err.cell, 'depends_on', index],
-      reason: `unknown cell ${quoteSnippet(err.dependency)} (cells: ${listed})`,
+      reason: `unknown cell ${quoteSnippet(err.dependency)} (cells: ${listNames(names)})`,
       cause: err,
     });
   }

@@ -567,3 +567,17 @@ ${deps}
     says: 'expected a list of cell names or a map of cell name to { condition: healthy | completed }, got 5',
   });
 });
+
+test('manifest errors - an unknown dependency in a mesh of many cells lists the first 20 and how many there are, as the daemon does', () => {
+  const names = Array.from({ length: 30 }, (_, i) => `c${String(i + 1).padStart(2, '0')}`);
+  const text = `cells:\n${names.map((n) => `  ${n}:\n    run: node x\n`).join('')}  web:\n    run: node x\n    depends_on: [nope]\n`;
+  assert.throws(
+    () => parseManifest(text, 'cell.yaml'),
+    (err: Error) => {
+      assert.ok(err instanceof ManifestError);
+      assert.match(err.message, /unknown cell "nope" \(cells: c01, c02, .*, c20, … \(31 in all\)\)/);
+      assert.equal(err.message.includes('c21'), false);
+      return true;
+    },
+  );
+});
