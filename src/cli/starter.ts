@@ -32,7 +32,8 @@ cells:
       policy: always      # always | on-failure | never
       backoff: 2s         # first restart is immediate, then 2s, 4s, 8s...
       max_backoff: 60s
-      max_retries: 5      # consecutive failures before the cell is marked failed
+      max_retries: 5      # restarts after failures in a row; one more failure marks it failed
+      reset_after: 30s    # ready this long, a run's crash starts a new count
     stop:
       signal: SIGTERM     # then SIGTERM after timeout, SIGKILL after kill_after
       timeout: 5s

@@ -218,7 +218,7 @@ export const healthObject = z.strictObject({
   interval: duration({ positive: true }).default(DEFAULTS.health.intervalMs),
   timeout: duration({ positive: true }).default(DEFAULTS.health.timeoutMs),
   retries: integer(1).default(DEFAULTS.health.retries),
-  grace: duration().default(DEFAULTS.health.graceMs),
+  grace: duration({ positive: true }).default(DEFAULTS.health.graceMs),
 });
 
 const health = healthObject.superRefine((h, ctx) => {

@@ -93,10 +93,11 @@ export function draining(rec: InstanceRecord, reason: string, now: number): Inst
 /**
  * Stopped on request (down, prune, restart): held, it stays down until released. Not held
  * (`hold` false), the reconciler decides: a scale-down's instance is forgotten, or started again
- * if the cell was scaled back up meanwhile.
+ * if the cell was scaled back up meanwhile. A stop asked for ends a streak of failures: the next
+ * start (`cell restart` after a fix, a new version) gets all of `max_retries` again.
  */
 export function stoppedOnRequest(rec: InstanceRecord, reason: string, now: number, hold = true): InstanceRecord {
-  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold, retryAt: null, completed: false });
+  return moveTo(rec, 'stopped', now, { pid: null, startTicks: null, health: 'unknown', reason, hold, retryAt: null, completed: false, failures: 0 });
 }
 
 /** Puts an instance back under the reconciler (cell up / cell restart): a failed one starts afresh. */

@@ -413,6 +413,15 @@ cells:
 `,
     { key: 'version_check_interval', line: 1, says: 'must be longer than 0ms' },
   );
+  // No time to become healthy: every start would fail, a crash loop by configuration.
+  expectManifestError(
+    `cells:
+  web:
+    run: x
+    health: { tcp: {}, grace: 0 }
+`,
+    { key: 'cells.web.health.grace', line: 4, says: 'must be longer than 0ms' },
+  );
   expectManifestError(
     `gateway: { port: "eighty" }
 cells:

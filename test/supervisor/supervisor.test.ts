@@ -143,6 +143,25 @@ test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', asy
   assert.equal(h.driver.spawns.length, 7, 'released: started again');
 });
 
+test('supervisor - a failed cell stopped and started again on request (cell restart) gets all its retries again', async () => {
+  using h = new Harness();
+  h.driver.script('crashy', { runForMs: 10, exitCode: 1 });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'crashy' })));
+  await h.advance(40_000, 10);
+  assert.equal(h.state('crashy')!.state, 'failed');
+  assert.equal(h.state('crashy')!.failures, 6);
+  // As `cell restart crashy` does: stop, then release.
+  await h.supervisor.stopInstance('crashy', 0, 'restart requested');
+  assert.equal(h.state('crashy')!.failures, 0, 'a stop asked for ends the streak');
+  h.supervisor.release(['crashy']);
+  await h.advance(5, 5);
+  const spawned = h.driver.spawns.length;
+  // Still broken: it crashes again, and is restarted (at once, then with backoff), not failed at once.
+  await h.advance(2_100, 10);
+  assert.equal(h.driver.spawns.length, spawned + 2, 'restarted at once, then after the 2 s backoff');
+  assert.notEqual(h.state('crashy')!.state, 'failed');
+});
+
 test('supervisor - a launching instance that never gets ready is killed when its grace runs out, with nothing else going on', async () => {
   using h = new Harness();
   // A tcp check on a port nothing listens on: the instance runs but never becomes ready.
