@@ -185,7 +185,7 @@ program
     // Stopping takes up to each cell's stop timeout and kill_after: say what is going on.
     const result = await progressIfSlow(
       cell ? `restarting ${cell} (building first if its sources changed)` : 'restarting every cell (building first where the sources changed; stopping dependents first)',
-      client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', cell ? { cell } : {}, { timeoutMs: 600_000 }),
+      client.post<{ restarted: string[]; awaited: string[] }>('/v1/restart', { ...(cell ? { cell } : {}), wait: opts.wait }, { timeoutMs: 600_000 }),
     );
     const done = opts.wait ? (await waitHealthy(client, result.awaited, timeoutMs)).completed : [];
     endProgress();

@@ -201,9 +201,11 @@ export class ApiServer {
       if (typeof instances !== 'number') throw new BadRequestError('field "instances" must be a number', 'instances');
       return d.scale(stringField(body, 'cell', true), instances);
     });
-    this.routes.set('POST /v1/restart', (_q, _r, _u, body) => {
+    this.routes.set('POST /v1/restart', (_q, _r, _u, raw) => {
       this.refuseWhileShuttingDown();
-      return d.restart(stringField(onlyFields(body, ['cell']), 'cell'));
+      const body = onlyFields(raw, ['cell', 'wait']);
+      // wait=false: answered once the restart is under way (a rolling one goes on in the background).
+      return d.restart(stringField(body, 'cell'), { waitForRoll: booleanField(body, 'wait') ?? true });
     });
     this.routes.set('POST /v1/prune', async (_q, _r, _u, raw) => {
       this.refuseWhileShuttingDown();

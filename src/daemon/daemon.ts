@@ -430,17 +430,20 @@ export class Daemon {
     this.supervisor.release([name]);
     const isReady = (index: number) => this.supervisor.instances().some((r) => r.cell === name && r.index === index && r.state === 'ready');
     const anotherReady = (index: number) => this.supervisor.instances().some((r) => r.cell === name && r.index !== index && r.state === 'ready');
+    // A scale-down during the roll takes instances out of it: the reconciler stops those.
+    const scaledAway = (index: number) => index >= (this.supervisor.desiredCells.get(name)?.spec.instances ?? 0);
     const replaced = running.filter((r) => version === undefined || r.version !== version).sort((a, b) => a.index - b.index);
     for (const rec of replaced) {
-      if (!(await this.waitFor(() => this.shuttingDown || anotherReady(rec.index), spec.health.graceMs + 5000))) {
+      if (!(await this.waitFor(() => this.shuttingDown || scaledAway(rec.index) || anotherReady(rec.index), spec.health.graceMs + 5000))) {
         this.log.warn({ cell: name, instance: rec.index }, 'rolling restart stopped: no other instance is ready to serve meanwhile');
         return;
       }
       if (this.shuttingDown) return;
+      if (scaledAway(rec.index)) continue;
       await this.supervisor.stopInstance(name, rec.index, reason);
       this.supervisor.release([name]);
       if (this.shuttingDown) return;
-      if (!(await this.waitFor(() => this.shuttingDown || isReady(rec.index), spec.health.graceMs + 5000))) {
+      if (!(await this.waitFor(() => this.shuttingDown || scaledAway(rec.index) || isReady(rec.index), spec.health.graceMs + 5000))) {
         this.log.warn({ cell: name, instance: rec.index }, 'rolling restart stopped: the replacement is not ready');
         return;
       }
@@ -533,7 +536,7 @@ export class Daemon {
    * order. `awaited`: the restarted cells that come up by themselves, which `cell restart` waits
    * for (a lazy cell not yet activated starts only on its first discovery).
    */
-  async restart(name?: string): Promise<{ restarted: string[]; awaited: string[] }> {
+  async restart(name?: string, options: { waitForRoll?: boolean } = {}): Promise<{ restarted: string[]; awaited: string[] }> {
     let restarted: string[];
     if (name) this.requireCell(name, 'it cannot be restarted on its own');
     // A restart runs the code on disk: built first where it changed (a failing build throws
@@ -543,7 +546,9 @@ export class Daemon {
       if (version !== cell.version) this.replaceAppCell({ ...cell, version });
     }
     if (name) {
-      await this.rollingRestart(name, 'restart requested');
+      const roll = this.rollingRestart(name, 'restart requested');
+      if (options.waitForRoll === false) roll.catch((err: unknown) => this.log.error({ cell: name, err: String(err) }, 'rolling restart failed'));
+      else await roll;
       restarted = [name];
     } else {
       const graph = this.graph();

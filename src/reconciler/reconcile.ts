@@ -156,12 +156,24 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     }
   }
 
-  // Instances beyond the wanted count (scale down), or of a cell with fewer instances now.
+  // Instances beyond the wanted count (scale down), or of a cell with fewer instances now. A
+  // ready one stays while none of those kept is ready yet but one is on its way (a scale-down
+  // in the middle of a rolling restart): the cell keeps an instance to serve with.
+  const servingKept = new Set<string>();
+  const comingKept = new Set<string>();
+  for (const rec of observed.values()) {
+    const cell = desired.cells.get(rec.cell);
+    if (!cell || rec.index >= cell.spec.instances) continue;
+    if (rec.state === 'ready') servingKept.add(rec.cell);
+    else if (rec.state === 'launching' || rec.state === 'backoff' || (rec.state === 'stopped' && !rec.hold)) comingKept.add(rec.cell);
+  }
   for (const rec of observed.values()) {
     const cell = desired.cells.get(rec.cell);
     if (!cell || rec.index < cell.spec.instances) continue;
     if (rec.state === 'stopped' || rec.state === 'failed') {
       actions.push({ type: 'forget', cell: rec.cell, index: rec.index });
+    } else if (rec.state === 'ready' && !servingKept.has(rec.cell) && comingKept.has(rec.cell)) {
+      continue;
     } else if (rec.state !== 'draining') {
       actions.push({ type: 'stop', cell: rec.cell, index: rec.index, reason: 'scaled down' });
     }

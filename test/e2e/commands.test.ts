@@ -314,6 +314,40 @@ cells:
   await waitUntil('web.0 serves again through the gateway', async () => (await answering(3)).join() === 'ok web.0');
 });
 
+test('e2e commands - restart --no-wait returns while a cell rolls; a scale-down in the middle of the roll ends it without a moment with nothing ready', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  slow:
+    run: node fixtures/slow-ready.mjs
+    instances: 3
+    env: { READY_AFTER_MS: "1500" }
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const before = (await mesh.ps()).filter((p) => p.cell === 'slow').map((p) => p.pid);
+  const since = Date.now();
+  await mesh.ok(['restart', 'slow', '--no-wait']);
+  // A roll of 3 instances that each take 1.5 s to be ready is far from done.
+  const running = (await mesh.ps()).filter((p) => p.cell === 'slow' && before.includes(p.pid));
+  assert.ok(running.length >= 2, `the roll goes on in the background: ${running.length} of the old processes run`);
+  assert.match(await mesh.ok(['scale', 'slow', '1']), /^slow scaled to 1 instance, all healthy$/m);
+  const after = (await mesh.ps()).filter((p) => p.cell === 'slow' && p.pid !== null);
+  assert.deepEqual(after.map((p) => `${p.instance} ${p.state}`), ['0 ready']);
+  assert.equal(before.includes(after[0]!.pid), false, 'slow.0 was replaced');
+  // The cell always had an instance ready: replay its transitions since the restart.
+  const events = (await mesh.json<{ at: string; cell: string; instance: number; from: string | null; to: string }[]>(['events', 'slow'])).sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  const ready = new Set(before.map((_, i) => i));
+  let least = ready.size;
+  for (const e of events.filter((e) => Date.parse(e.at) >= since - 50)) {
+    if (e.to === 'ready') ready.add(e.instance);
+    else ready.delete(e.instance);
+    least = Math.min(least, ready.size);
+  }
+  assert.ok(least >= 1, `a moment with ${least} instances ready: ${JSON.stringify(events)}`);
+  // And a restart that waits is not held up by the instances scaled away.
+  assert.match(await mesh.ok(['restart', 'slow', '--timeout', '20s']), /restarted: slow/);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:

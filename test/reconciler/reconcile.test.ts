@@ -332,6 +332,34 @@ test('reconciler - scale down stops the extra instances, then forgets them', () 
   assert.deepEqual(actions.map((a) => `${a.type} ${a.cell}/${a.index}`), ['stop api/1', 'stop api/2']);
 });
 
+test('reconciler - a scale-down keeps a ready extra instance while the kept ones are still starting (a rolling restart), then stops it', () => {
+  const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
+  w.healthy.add('api');
+  w.settle();
+  // api/0 is being replaced (launching again), api/1 and api/2 serve; then a scale to 1.
+  w.healthy.delete('api');
+  w.crash('api', 0);
+  w.step();
+  assert.equal(w.state('api', 0), 'launching');
+  w.desired.cells.get('api')!.spec.instances = 1;
+  const stops = (actions: Action[]) => actions.filter((a) => a.type === 'stop').map((a) => `${a.cell}/${a.index}`);
+  assert.deepEqual(stops(w.step()), [], 'api/1 and api/2 keep serving while api/0 starts');
+  w.healthy.add('api');
+  w.step();
+  assert.equal(w.state('api', 0), 'ready');
+  assert.deepEqual(stops(w.step()), ['api/1', 'api/2'], 'stopped once api/0 serves');
+});
+
+test('reconciler - a scale-down whose kept instances cannot come (failed) stops the extras all the same', () => {
+  const w = new World(fake.desired(fake.cell('api', { instances: 2, restart: { policy: 'never' } })));
+  w.healthy.add('api');
+  w.settle();
+  w.crash('api', 0);
+  assert.equal(w.state('api', 0), 'failed');
+  w.desired.cells.get('api')!.spec.instances = 1;
+  assert.deepEqual(w.step().filter((a) => a.type === 'stop').map((a) => `${a.cell}/${a.index}`), ['api/1']);
+});
+
 test('reconciler - random crash storms never start a duplicate nor a cell before its dependencies', () => {
   let seed = 42;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
