@@ -351,7 +351,7 @@ test('reconciler - a scale-down keeps a ready extra instance while the kept ones
 });
 
 test('reconciler - a scale-down whose kept instances cannot come (failed) stops the extras all the same', () => {
-  const w = new World(fake.desired(fake.cell('api', { instances: 2, restart: { policy: 'never' } })));
+  const w = new World(fake.desired(fake.cell('api', { instances: 2, restart: { policy: 'never', backoffMs: 10, maxBackoffMs: 10, maxRetries: 5, resetAfterMs: 10 } })));
   w.healthy.add('api');
   w.settle();
   w.crash('api', 0);
