@@ -14,8 +14,9 @@ export class BuildError extends Error {
     readonly exitCode: number | null,
     readonly logFile: string,
     options?: ErrorOptions,
+    readonly signal: string | null = null,
   ) {
-    super(`cell ${cell}: build \`${command}\` failed (${exitCode === null ? 'could not run' : `exit code ${exitCode}`}), see ${logFile}`, options);
+    super(`cell ${cell}: build \`${command}\` failed (${exitCode === null ? (signal ? `killed by ${signal}` : 'could not run') : `exit code ${exitCode}`}), see ${logFile}`, options);
   }
   toJSON() {
     return { name: this.name, message: this.message, cell: this.cell, command: this.command, exitCode: this.exitCode, logFile: this.logFile };
@@ -45,6 +46,6 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
     const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     child.on('error', (err) => reject(new BuildError(spec.name, command, null, logFile, { cause: err })));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new BuildError(spec.name, command, code, logFile))));
+    child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new BuildError(spec.name, command, code, logFile, undefined, signal))));
   });
 }

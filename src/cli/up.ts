@@ -47,7 +47,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const client = new ApiClient(cellHomePaths(o.home).socket);
   // Builds run inside the apply, before anything starts: say so, they can take long.
   const builds = mesh.cells.filter((c) => c.build).map((c) => c.name);
-  progress(`applying ${o.file}${builds.length > 0 ? ` (building first where the sources changed: ${builds.join(', ')}; output in logs/<cell>.build.log)` : ''}`);
+  progress(`applying ${o.file}${builds.length > 0 ? ` (cells with a build step are built first if their sources changed: ${builds.join(', ')}; output in logs/<cell>.build.log)` : ''}`);
   // Builds and rolling restarts of changed cells run inside the apply: give it time.
   const applied = await client.post<ApplyResult>('/v1/apply', { file: o.file }, { timeoutMs: 600_000 });
   if (o.wait) await waitHealthy(client, applied.cells, o.timeoutMs);

@@ -10,7 +10,7 @@ import { computeVersion, runBuild } from '../builder/index.js';
 import { openSqliteStore, type Store, type TxnOp } from '../store/index.js';
 import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
-import { ChildProcessDriver, RotationSchedule, Supervisor, type ProcessDriver } from '../supervisor/index.js';
+import { ChildProcessDriver, RotationSchedule, Supervisor, rotateIfLarger, type ProcessDriver } from '../supervisor/index.js';
 import { instanceKey, type DesiredCell, type InstanceRecord } from '../reconciler/index.js';
 import { cellBaseEnv, cellHomePaths, instanceLogFile, instanceLogFilesOnDisk, packageVersion, socketPathTooLong } from '../api/index.js';
 import type { ApplyResult, CellHomePaths, CellView, DaemonView, DiscoverView, EventView, HealthView, InstanceView, NucleusView, StatusView } from '../api/index.js';
@@ -125,6 +125,8 @@ export class Daemon {
   private readonly gatewayCatchUpWaiters = new Set<() => void>();
   /** Cells a restart has stopped and not yet brought back: the gateway holds their requests. */
   private readonly restarting = new Set<string>();
+  /** The build running for a cell, if any (see buildIfChanged). */
+  private readonly builds = new Map<string, Promise<string>>();
   /** The cells last told to the gateway as starting (see startingCells), joined. */
   private startingKey = '';
   private lastEndpointsAnswerAt = -Infinity;
@@ -465,11 +467,29 @@ export class Daemon {
    * that version was not built yet. A failing build throws `BuildError` and changes nothing.
    */
   private async buildIfChanged(spec: CellSpec): Promise<string> {
+    // One build of a cell at a time (two `cell up`, or a restart during an apply's build): the
+    // later one waits, then builds only if the sources changed again meanwhile.
+    const running = this.builds.get(spec.name);
+    const mine = (running ?? Promise.resolve()).catch(() => undefined).then(() => this.buildNow(spec));
+    const settled = mine.finally(() => {
+      if (this.builds.get(spec.name) === settled) this.builds.delete(spec.name);
+    });
+    this.builds.set(spec.name, settled);
+    return settled;
+  }
+
+  private async buildNow(spec: CellSpec): Promise<string> {
     const version = await computeVersion(spec);
     const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, this.now())?.value;
     if (spec.build && built !== version) {
       this.log.info({ cell: spec.name, version }, 'building');
-      await runBuild(spec, join(this.paths.logs, `${spec.name}.build.log`), this.supervisor.instanceEnv(spec, 0, 0));
+      const logFile = join(this.paths.logs, `${spec.name}.build.log`);
+      const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+      rotateIfLarger(logFile, logs.maxBytes, logs.keep);
+      // Not an instance (no CELL_INSTANCE): the sweeps for processes an instance left behind
+      // must not take a build that runs while the cell's instances end and start.
+      const { CELL_INSTANCE: _notAnInstance, ...env } = this.supervisor.instanceEnv(spec, 0, 0);
+      await runBuild(spec, logFile, env);
       this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now: this.now() });
     }
     return version;

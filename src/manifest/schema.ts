@@ -114,13 +114,14 @@ const nonEmptyString = z.string().refine((s) => s.trim() !== '', { error: 'must 
 export const MAX_RUN_BYTES = 64 * 1024;
 const runLine = nonEmptyString.refine((s) => Buffer.byteLength(s) <= MAX_RUN_BYTES, { error: (issue) => `is too long: ${Buffer.byteLength(String(issue.input))} bytes (at most ${MAX_RUN_BYTES})` });
 
-function duration(opts: { positive?: boolean } = {}) {
+function duration(opts: { positive?: boolean; minMs?: number; why?: string } = {}) {
   return converted((value) => {
     if (typeof value !== 'number' && typeof value !== 'string') {
       throw new TypeError(`expected a duration like 500ms, 2s or 1m, got ${describeValue(value)}`);
     }
     const ms = parseDuration(value);
     if (opts.positive && ms === 0) throw new RangeError('must be longer than 0ms');
+    if (opts.minMs !== undefined && ms < opts.minMs) throw new RangeError(`must be at least ${opts.minMs}ms${opts.why ? ` (${opts.why})` : ''}`);
     return ms;
   });
 }
@@ -362,7 +363,7 @@ export const logsObject = z.strictObject({
 
 export const manifestObject = z.strictObject({
   gateway: absentIfNull(gatewayObject.prefault({})),
-  version_check_interval: duration({ positive: true }).default(DEFAULTS.versionCheckIntervalMs),
+  version_check_interval: duration({ positive: true, minMs: 100, why: 'each check looks at every source file' }).default(DEFAULTS.versionCheckIntervalMs),
   logs: absentIfNull(logsObject.prefault({})),
   cells: z.record(cellName, cellObject).refine((cells) => Object.keys(cells).length > 0, { error: 'must define at least one cell' }),
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -549,9 +549,34 @@ test('e2e commands - the builds of independent cells run side by side', async ()
   await using mesh = new MeshHarness(`cells:${cell('one')}${cell('two')}\n`, { 'src.txt': 'v1' });
   const up = await mesh.cell(['up']);
   assert.equal(up.code, 0, up.stderr);
-  assert.match(up.stderr, /applying .*cell\.yaml \(building first where the sources changed: one, two; output in logs\/<cell>\.build\.log\)/);
+  assert.match(up.stderr, /applying .*cell\.yaml \(cells with a build step are built first if their sources changed: one, two; output in logs\/<cell>\.build\.log\)/);
   const lines = readFileSync(join(mesh.dir, 'builds.log'), 'utf8').trim().split('\n');
   assert.deepEqual(lines.slice(0, 2).map((l) => l.split(' ')[0]), ['start', 'start'], `both began before either ended: ${lines.join(', ')}`);
+});
+
+test('e2e commands - a restart during a cell\'s build waits for that build (not killed, not run twice), and a build log is rotated like the others', async () => {
+  await using mesh = new MeshHarness(`
+logs: { max_size: 1KB, keep: 2 }
+cells:
+  api:
+    run: node fixtures/service.mjs
+    instances: 2
+    source: ["src.txt"]
+    build: sh -c 'echo "start" >> builds.log; head -c 4000 /dev/zero | tr "\\0" x; sleep 2; echo "end" >> builds.log'
+    health: { tcp: {}, interval: 200ms }
+`, { 'src.txt': 'v1' });
+  await mesh.ok(['up']);
+  writeFileSync(join(mesh.dir, 'src.txt'), 'v2');
+  const up = mesh.cell(['up']);
+  await waitUntil('the build runs', async () => readFileSync(join(mesh.dir, 'builds.log'), 'utf8').split('\n').filter((l) => l === 'start').length === 2 || undefined);
+  const restart = await mesh.cell(['restart', 'api']);
+  assert.equal(restart.code, 0, restart.stderr);
+  const applied = await up;
+  assert.equal(applied.code, 0, applied.stderr);
+  assert.equal(readFileSync(join(mesh.dir, 'builds.log'), 'utf8'), 'start\nend\nstart\nend\n', 'v1 built once, v2 built once and to its end');
+  const log = join(mesh.home, 'logs', 'api.build.log');
+  assert.ok(statSync(log).size <= 4100, `rotated before the build: ${statSync(log).size} bytes`);
+  assert.ok(existsSync(`${log}.1`));
 });
 
 test('e2e commands - restart and an applied change replace a cell\'s instances one at a time: the gateway always has one to send to', async () => {

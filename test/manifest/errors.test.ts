@@ -413,6 +413,13 @@ cells:
 `,
     { key: 'version_check_interval', line: 1, says: 'must be longer than 0ms' },
   );
+  expectManifestError(
+    `version_check_interval: 1ms
+cells:
+  web: { run: x }
+`,
+    { key: 'version_check_interval', line: 1, says: 'must be at least 100ms (each check looks at every source file)' },
+  );
   // No time to become healthy: every start would fail, a crash loop by configuration.
   expectManifestError(
     `cells:
