@@ -215,3 +215,18 @@ test('builder version - a file that vanishes between the glob and the read is le
   unlinkSync(join(t.dir, 'b.js'));
   assert.equal(await new SourceHasher().version(spec(t.dir)), withoutB);
 });
+
+test('builder - a large source file is hashed by a process of its own, to the same version, without blocking the caller', async () => {
+  using t = tree({ 'a.js': 'small', 'big.js': 'x'.repeat(3 * 1024 * 1024) });
+  const inProcess = await new SourceHasher({ largeFileBytes: Number.POSITIVE_INFINITY }).version(spec(t.dir));
+  let ticks = 0;
+  const ticking = setInterval(() => ticks++, 5);
+  const { hasher, reads } = countingHasher();
+  const child = await hasher.version(spec(t.dir));
+  clearInterval(ticking);
+  assert.deepEqual(reads, [join(t.dir, 'a.js')], 'the large file is not read here');
+  assert.equal(child, inProcess);
+  assert.ok(ticks > 0, 'timers ran while it was hashed');
+  writeFileSync(join(t.dir, 'big.js'), 'y'.repeat(3 * 1024 * 1024));
+  assert.notEqual(await new SourceHasher().version(spec(t.dir)), inProcess, 'a change of the large file is a new version');
+});
