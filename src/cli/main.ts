@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ApiClient, CellHomeError, DaemonNotRunningError, cellHomePaths, checkCellHome, instanceLogFilesOnDisk, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
-import { renderTable, formatAge, formatBytes } from './table.js';
+import { renderTable, formatAge, formatBytes, printable } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { CliError, endProgress, progress, progressIfSlow, reportError } from './output.js';
 import { runUp, waitHealthy, waitScaledDown } from './up.js';
@@ -278,7 +278,7 @@ program
   .action(async (cell: string | undefined, opts: { json?: boolean }) => {
     const list = await api().get<EventView[]>(`/v1/events${cell ? `?cell=${encodeURIComponent(cell)}` : ''}`);
     if (opts.json) return printJson(list);
-    for (const e of list) process.stdout.write(`${e.at}  ${e.cell}.${e.instance}  ${e.from ?? '-'} -> ${e.to}${e.pid ? `  pid ${e.pid}` : ''}${e.reason ? `  ${e.reason}` : ''}\n`);
+    for (const e of list) process.stdout.write(`${e.at}  ${e.cell}.${e.instance}  ${e.from ?? '-'} -> ${e.to}${e.pid ? `  pid ${e.pid}` : ''}${e.reason ? `  ${printable(e.reason)}` : ''}\n`);
   });
 
 program

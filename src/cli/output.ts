@@ -1,4 +1,5 @@
 import { ApiError, CellHomeError, DaemonNotRunningError } from '../api/index.js';
+import { printable } from './table.js';
 
 /** A failure the CLI reports as one line and an exit code (2: bad input, 1: it did not work). */
 export class CliError extends Error {
@@ -41,22 +42,15 @@ export function endProgress(): void {
 /** Prints a command's failure as one line and exits with its code (3: no daemon). */
 export function reportError(err: unknown): never {
   endProgress();
-  if (err instanceof CliError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  if (err instanceof ApiError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(err.status >= 400 && err.status < 500 ? 2 : 1);
-  }
-  if (err instanceof DaemonNotRunningError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(3);
-  }
-  if (err instanceof CellHomeError) {
-    process.stderr.write(`cell: ${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`cell: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  process.stderr.write(`cell: ${printable(err instanceof Error ? err.message : String(err))}\n`);
+  process.exit(exitCodeOf(err));
+}
+
+/** 2: a usage error or a request the daemon refused; 3: no daemon; 1: anything else. */
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
+  if (err instanceof ApiError) return err.status >= 400 && err.status < 500 ? 2 : 1;
+  if (err instanceof DaemonNotRunningError) return 3;
+  if (err instanceof CellHomeError) return 2;
+  return 1;
 }

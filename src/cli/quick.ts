@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { ApiClient, ApiError, CellHomeError, DaemonNotRunningError, cellHomePaths, resolveCellHome } from '../api/index.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { runPs, runStatus } from './read-commands.js';
+import { printable } from './table.js';
 
 const FLAGS: Record<string, Set<string>> = {
   status: new Set(['--json', '-v', '--verbose']),
@@ -38,7 +39,7 @@ export async function runQuick(argv: string[]): Promise<boolean> {
     if (command === 'status') await runStatus(api, { json, verbose: flags.includes('-v') || flags.includes('--verbose') });
     else await runPs(api, { json });
   } catch (err) {
-    process.stderr.write(`cell: ${(err as Error).message}\n`);
+    process.stderr.write(`cell: ${printable((err as Error).message)}\n`);
     process.exitCode = err instanceof DaemonNotRunningError ? 3 : (err instanceof ApiError && err.status < 500) || err instanceof CellHomeError ? 2 : 1;
   }
   return true;

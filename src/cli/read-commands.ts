@@ -1,5 +1,5 @@
 import type { ApiClient, CellView, InstanceView, StatusView } from '../api/index.js';
-import { renderTable, formatAge } from './table.js';
+import { renderTable, formatAge, printable } from './table.js';
 
 /**
  * `cell status` and `cell ps`: the read commands people run most, kept free of commander so that
@@ -32,7 +32,7 @@ export async function runStatus(api: ApiClient, opts: { verbose?: boolean; json?
   if (opts.verbose) {
     for (const c of status.cells) {
       for (const i of c.instance_list ?? []) {
-        process.stdout.write(`  ${c.name}.${i.instance}  pid ${i.pid ?? '-'}  port ${i.port ?? '-'}  ${i.state}  health ${i.health}${i.health_detail ? ` (${i.health_detail})` : ''}  restarts ${i.restarts}  since ${formatAge(i.started_at)}${i.reason ? `  ${i.reason}` : ''}\n`);
+        process.stdout.write(printable(`  ${c.name}.${i.instance}  pid ${i.pid ?? '-'}  port ${i.port ?? '-'}  ${i.state}  health ${i.health}${i.health_detail ? ` (${i.health_detail})` : ''}  restarts ${i.restarts}  since ${formatAge(i.started_at)}${i.reason ? `  ${i.reason}` : ''}`) + '\n');
       }
     }
   }

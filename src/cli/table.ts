@@ -1,6 +1,16 @@
+/**
+ * `text` with its control characters written out (`\x1b`, `\n`): what a cell's program printed
+ * (an exec check's output, a crash reason) reaches the terminal as text, not as escape sequences
+ * that recolour it, move the cursor or break a table's lines.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
 /** Renders rows as left-aligned columns with a header, like `docker ps`. */
 export function renderTable(headers: string[], rows: (string | number)[][]): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => String(c)))];
+  const cells = [headers, ...rows.map((r) => r.map((c) => printable(String(c))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n');
 }
