@@ -548,6 +548,9 @@ export class Daemon {
     const cell = this.requireCell(name, 'it cannot be scaled');
     this.checkSocketPaths(name, instances);
     this.replaceAppCell({ ...cell, spec: { ...cell.spec, instances } });
+    // Asked for n running instances: a failed one among those kept gets another try, as with
+    // `cell up` (it made `cell scale` fail at once, naming the old failure).
+    if (instances > 0) this.supervisor.release([name]);
     return { cell: name, instances };
   }
 
@@ -1152,11 +1155,14 @@ export class Daemon {
       .map((r) => {
         const last = this.supervisor.lastProbe(r.cell, r.index);
         const spec = this.supervisor.desiredCells.get(r.cell)?.spec.health;
+        // The record keeps `unknown` while an instance launches (or after it failed); what its
+        // last probe found is what `cell health` is asked: failing, until one passes.
+        const failing = last !== undefined && !last.result.ok && (r.state === 'launching' || r.state === 'failed' || r.state === 'backoff');
         return {
           cell: r.cell,
           instance: r.index,
           state: r.state,
-          health: r.health,
+          health: failing ? 'failing' : r.health,
           check: describeCheck(spec),
           level: last?.result.level ?? 'process',
           detail: last?.result.detail ?? r.healthDetail,

@@ -348,6 +348,31 @@ cells:
   assert.match(await mesh.ok(['restart', 'slow', '--timeout', '20s']), /restarted: slow/);
 });
 
+test('e2e commands - a launching instance whose probes fail is failing for cell health (exit 1), and cell scale gives a failed instance another try', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  sick:
+    run: node fixtures/http-server.mjs
+    env: { HEALTH_STATUS: "500" }
+    health: { http: { path: /health }, interval: 200ms, grace: 60s }
+  once:
+    run: sh -c 'echo run >> once.log; exit 1'
+    restart: { policy: never }
+`);
+  assert.equal((await mesh.cell(['up', '--no-wait'])).code, 0);
+  await waitUntil('once failed', async () => (await mesh.ps()).some((p) => p.cell === 'once' && p.state === 'failed') || undefined);
+  await mesh.cell(['scale', 'once', '2', '--no-wait']);
+  await waitUntil('once.0 ran again, and once.1 ran', async () => readFileSync(join(mesh.dir, 'once.log'), 'utf8') === 'run\nrun\nrun\n' || undefined);
+  const failing = await waitUntil('a probe reached sick and failed', async () => {
+    const r = await mesh.cell(['health', 'sick', '--json']);
+    const [h] = JSON.parse(r.stdout) as { state: string; health: string; detail: string }[];
+    return h?.health === 'failing' ? { ...h, code: r.code } : undefined;
+  });
+  assert.equal(failing.state, 'launching');
+  assert.equal(failing.code, 1);
+  assert.match(failing.detail, /500/);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:
