@@ -331,7 +331,7 @@ program
   .command('graph')
   .description('show the dependency graph')
   .addOption(new Option('--format <format>', 'text, dot or mermaid').choices(['text', 'dot', 'mermaid']).default('text'))
-  .option('--json', 'print JSON')
+  .option('--json', 'print JSON: {format, graph (the rendering), nodes: [{cell, instances}], edges: [{from, to, condition}]} (from depends on to)')
   .action(async (opts: { format: string; json?: boolean }) => {
     const result = await api().get<{ format: string; graph: string }>(`/v1/graph?format=${opts.format}`);
     if (opts.json) return printJson(result);

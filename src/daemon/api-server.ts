@@ -172,7 +172,8 @@ export class ApiServer {
     this.routes.set('GET /v1/graph', (_q, _r, url) => {
       const format = (url.searchParams.get('format') ?? 'text') as GraphFormat;
       if (!GRAPH_FORMATS.includes(format)) throw new BadRequestError(`unknown graph format "${format}" (use ${GRAPH_FORMATS.join(', ')})`, 'format');
-      return { format, graph: d.renderGraph(format) };
+      // The rendering, and the same graph as data for scripts (`cell graph --json`).
+      return { format, graph: d.renderGraph(format), ...d.graphData() };
     });
     this.routes.set('GET /v1/endpoints', async (_q, _r, url) => {
       const after = queryInteger(url, 'after', -1, -1);

@@ -1178,6 +1178,16 @@ export class Daemon {
     return list.map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
   }
 
+  /** The graph as data: each cell (kernel cells aside) and each dependency, with its condition. */
+  graphData(): { nodes: { cell: string; instances: number }[]; edges: { from: string; to: string; condition: 'healthy' | 'completed' }[] } {
+    const graph = this.graph();
+    const nodes = graph.names.map((cell) => ({ cell, instances: this.supervisor.desiredCells.get(cell)?.spec.instances ?? 0 }));
+    const edges = graph.names.flatMap((from) =>
+      graph.dependenciesOf(from).map((to) => ({ from, to, condition: this.supervisor.desiredCells.get(from)?.spec.awaitsCompletionOf?.includes(to) ? ('completed' as const) : ('healthy' as const) })),
+    );
+    return { nodes, edges };
+  }
+
   renderGraph(format: GraphFormat): string {
     return renderGraph(this.graph(), format, (dependent, dep) => (this.supervisor.desiredCells.get(dependent)?.spec.awaitsCompletionOf?.includes(dep) ? 'completed' : undefined));
   }

@@ -149,6 +149,9 @@ cells:
   assert.equal((await mesh.ok(['graph'])).trim(), 'db\napi -> db');
   assert.match(await mesh.ok(['graph', '--format', 'dot']), /digraph/);
   assert.match(await mesh.ok(['graph', '--format', 'mermaid']), /graph TD/);
+  const data = await mesh.json<{ nodes: { cell: string; instances: number }[]; edges: { from: string; to: string; condition: string }[] }>(['graph', '--json']);
+  assert.deepEqual(data.nodes.map((n) => `${n.cell}x${n.instances}`).sort(), ['apix2', 'dbx1']);
+  assert.deepEqual(data.edges, [{ from: 'api', to: 'db', condition: 'healthy' }]);
   const health = await mesh.json<{ cell: string; health: string }[]>(['health', 'api']);
   assert.equal(health.length, 2);
   assert.ok(health.every((h) => h.health === 'passing'));
