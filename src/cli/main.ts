@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ApiClient, CellHomeError, DaemonNotRunningError, cellHomePaths, checkCellHome, instanceLogFilesOnDisk, packageVersion, readLastLines, resolveCellHome } from '../api/index.js';
 import type { DiscoverView, EventView, HealthView, InstanceView, NucleusView, PruneResult, StatusView } from '../api/index.js';
-import { renderTable, formatAge, formatBytes, printable } from './table.js';
+import { renderTable, fitTerminal, formatAge, formatBytes, printable } from './table.js';
 import { UP_TIMEOUT, timeoutMs } from './duration.js';
 import { CliError, endProgress, progress, progressIfSlow, reportError } from './output.js';
 import { runUp, waitHealthy, waitScaledDown } from './up.js';
@@ -420,8 +420,9 @@ program
       return opts.json ? printJson(snapshot.rows) : void process.stdout.write(render(snapshot, ''));
     }
     const out = process.stdout;
-    // Not a terminal (a pipe, a file): snapshots one after another, like `top -b`, no escapes.
-    const isTerminal = out.isTTY === true;
+    // Not a terminal (a pipe, a file) or one without cursor control (TERM=dumb): snapshots one
+    // after another, like `top -b`, no escapes.
+    const isTerminal = out.isTTY === true && process.env.TERM !== 'dumb';
     const readsKeys = isTerminal && process.stdin.isTTY === true;
     if (isTerminal) out.write('\x1b[?25l');
     let running = true;
@@ -447,7 +448,7 @@ program
           if (isTerminal) out.write('\x1b[?25h\n');
           return reportError(err);
         });
-      out.write(isTerminal ? `\x1b[H\x1b[2J${text}` : `${first ? '' : '\n'}${text}`);
+      out.write(isTerminal ? `\x1b[H\x1b[2J${fitTerminal(text, out.columns, out.rows)}` : `${first ? '' : '\n'}${text}`);
       first = false;
       await new Promise((r) => setTimeout(r, interval));
     }

@@ -30,3 +30,17 @@ export function formatBytes(n: number): string {
   if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)}M`;
   return `${(n / 1024 ** 3).toFixed(2)}G`;
 }
+
+/**
+ * `text` cut to a terminal of `columns` x `rows`: lines that would wrap are cut (an ellipsis at
+ * the end), and the lines that would scroll the header away are left out but counted.
+ */
+export function fitTerminal(text: string, columns: number | undefined, rows: number | undefined): string {
+  let lines = text.replace(/\n$/, '').split('\n');
+  if (rows && rows > 2 && lines.length > rows - 1) {
+    const hidden = lines.length - (rows - 2);
+    lines = [...lines.slice(0, rows - 2), `… ${hidden} more line${hidden === 1 ? '' : 's'}`];
+  }
+  if (columns && columns > 1) lines = lines.map((l) => ([...l].length > columns ? [...l].slice(0, columns - 1).join('') + '…' : l));
+  return lines.join('\n') + '\n';
+}
