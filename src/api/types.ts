@@ -70,6 +70,8 @@ export interface InstanceView {
 export interface CellView {
   name: string;
   kind: 'kernel' | 'cell';
+  /** Not in the manifest (a later apply removed it): its instances run on until `cell prune`. */
+  orphan?: boolean;
   state: InstanceState | 'waiting';
   instances: number;
   ready: number;

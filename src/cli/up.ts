@@ -81,6 +81,13 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     // The daemon answers as soon as the mesh settles, else after half a second (for the progress line).
     const status = await client.get<StatusView>('/v1/status?wait_settled=500');
     const app = status.cells.filter((c) => wanted.has(c.name));
+    // Another apply meanwhile (a second `cell up` with another manifest): what it left out is
+    // not coming, whatever this command waits.
+    const removed = [...wanted].filter((name) => !app.some((c) => c.name === name && !c.orphan));
+    if (removed.length > 0) {
+      endProgress();
+      throw new CliError(`no longer in the mesh: ${removed.join(', ')} (a later \`cell up\` applied a manifest without ${removed.length === 1 ? 'it' : 'them'}; \`cell prune\` stops what still runs)`);
+    }
     // A job some cell waits to see complete is done once it has, not while it runs.
     const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances)));
     // Done: which of them are one-shot jobs whose run completed (not "healthy": they run no more).

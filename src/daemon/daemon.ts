@@ -1071,7 +1071,7 @@ export class Daemon {
     for (const name of orphanNames) {
       const recs = recordsOf(name);
       const view = this.cellView(name, 'cell', recs, 0, [], recs[0]?.version ?? '', recs[0]?.version ?? '', verbose);
-      cells.push({ ...view, reason: 'not in the manifest (cell prune stops it)' });
+      cells.push({ ...view, orphan: true, reason: 'not in the manifest (cell prune stops it)' });
     }
     return { daemon: this.daemonView(), cells };
   }

@@ -409,6 +409,25 @@ cells:
   assert.deepEqual(processesOfHome(mesh.home).sort(), [status.daemon.pid, ...ps.map((p) => p.pid!)].sort());
 });
 
+test('e2e commands - two `cell up` at once with different manifests: the later apply wins, and the other up says at once which of its cells it took out', async () => {
+  const slow = (name: string) => `
+  ${name}:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "3000" }
+    health: { http: { path: / }, interval: 200ms }`;
+  await using mesh = new MeshHarness(`cells:${slow('db')}${slow('xa')}\n`, { 'other.yaml': `cells:${slow('db')}${slow('yb')}\n` });
+  const [a, b] = await Promise.all([mesh.cell(['up', '--timeout', '60s']), mesh.cell(['-f', join(mesh.dir, 'other.yaml'), 'up', '--timeout', '60s'])]);
+  const [won, lost] = a.code === 0 ? [a, b] : [b, a];
+  assert.equal(won.code, 0, won.stderr);
+  assert.equal(lost.code, 1, lost.stderr);
+  assert.match(lost.stderr, /^cell: no longer in the mesh: (xa|yb) \(a later `cell up` applied a manifest without it; `cell prune` stops what still runs\)$/m);
+  const orphan = /no longer in the mesh: (\w+)/.exec(lost.stderr)![1]!;
+  const status = await mesh.json<Status & { cells: { name: string; orphan?: boolean }[] }>(['status']);
+  assert.equal(status.cells.find((c) => c.name === orphan)?.orphan, true);
+  await mesh.ok(['prune']);
+  assert.equal((await mesh.ps()).some((p) => p.cell === orphan), false);
+});
+
 test('e2e commands - up restarts the cells whose run line or env changed, and leaves the others running', async () => {
   const manifest = (m: string) => `
 cells:
