@@ -422,7 +422,7 @@ test('e2e commands - two `cell up` at once with different manifests: the later a
   assert.equal(lost.code, 1, lost.stderr);
   assert.match(lost.stderr, /^cell: no longer in the mesh: (xa|yb) \(a later `cell up` applied a manifest without it; `cell prune` stops what still runs\)$/m);
   const orphan = /no longer in the mesh: (\w+)/.exec(lost.stderr)![1]!;
-  const status = await mesh.json<Status & { cells: { name: string; orphan?: boolean }[] }>(['status']);
+  const status = await mesh.json<{ cells: { name: string; orphan?: boolean }[] }>(['status']);
   assert.equal(status.cells.find((c) => c.name === orphan)?.orphan, true);
   await mesh.ok(['prune']);
   assert.equal((await mesh.ps()).some((p) => p.cell === orphan), false);
