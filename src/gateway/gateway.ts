@@ -123,6 +123,10 @@ export class Gateway {
   private starting: ReadonlySet<string> = new Set();
   /** Requests waiting for an instance, in the order they came. */
   private readonly held = new Set<Exchange>();
+  /** Requests sent to each instance (by port) and not yet answered in full. */
+  private readonly inFlight = new Map<number, number>();
+  /** Told whenever a request in flight ends (see drained). */
+  private readonly inFlightWaiters = new Set<() => void>();
   private counters = new Map<string, number>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private server: Server | null = null;
@@ -147,7 +151,7 @@ export class Gateway {
    * `starting`: the cells with an instance on its way and none ready (omitted: none). Held
    * requests are tried again on the new table.
    */
-  setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null, starting: readonly string[] = []): void {
+  setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null, starting: readonly string[] = []): Set<number> {
     const next = new Map<string, RouteEndpoint[]>();
     for (const e of endpoints) {
       const list = next.get(e.cell) ?? [];
@@ -163,7 +167,6 @@ export class Gateway {
     // and a request sent on one as it does could not be sent again (it may have been seen).
     if (gone.size > 0) this.closeIdleSocketsTo(gone);
     this.starting = new Set(starting);
-    if (this.held.size === 0) return;
     const waiting = [...this.held];
     this.held.clear();
     for (const x of waiting) {
@@ -171,6 +174,40 @@ export class Gateway {
       x.tried.clear();
       this.forward(x);
     }
+    return gone;
+  }
+
+  /**
+   * Resolves once no request sent to an instance on `ports` is still unanswered, or after
+   * `maxMs`. The gateway tells the daemon it has a new table only then: an instance taken out of
+   * it (to be stopped) gets its stop signal after the requests it was serving, not during them.
+   */
+  drained(ports: ReadonlySet<number>, maxMs: number): Promise<void> {
+    const busy = () => [...ports].some((port) => (this.inFlight.get(port) ?? 0) > 0);
+    if (!busy()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.inFlightWaiters.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (!busy()) done();
+      };
+      const timer = setTimeout(done, maxMs);
+      this.inFlightWaiters.add(check);
+    });
+  }
+
+  /** Counts a request to `port` until `upstream` closes (answered in full, failed or aborted). */
+  private track(port: number, upstream: ClientRequest): void {
+    this.inFlight.set(port, (this.inFlight.get(port) ?? 0) + 1);
+    upstream.once('close', () => {
+      const left = (this.inFlight.get(port) ?? 1) - 1;
+      if (left > 0) this.inFlight.set(port, left);
+      else this.inFlight.delete(port);
+      for (const check of [...this.inFlightWaiters]) check();
+    });
   }
 
   /** How long a request that comes from now on may wait for an instance (0: not at all). */
@@ -237,6 +274,7 @@ export class Gateway {
     const hasBody = requestHasBody(req);
     const upstream = request({ host: '127.0.0.1', port: target.port, path: x.path, method: req.method, headers: this.upstreamHeaders(req, hasBody), agent: this.agent });
     x.upstream = upstream;
+    this.track(target.port, upstream);
     let isAnswered = false;
     let timedOut = false;
     // Whether a connection to the instance stood: before it, nothing of the request was sent.

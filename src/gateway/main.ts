@@ -11,6 +11,8 @@ const port = Number(process.env.GATEWAY_PORT ?? process.env.PORT ?? '0');
 const api = new ApiClient(cellHomePaths(home).socket);
 const gateway = new Gateway();
 let stopping = false;
+/** The longest the gateway waits for the requests in flight to instances that left its table. */
+const DRAIN_MAX_MS = 900;
 
 
 async function follow(): Promise<void> {
@@ -24,7 +26,10 @@ async function follow(): Promise<void> {
       revision = view.revision;
       cellsDigest = view.cells_digest;
       if (view.hold_ms !== undefined) gateway.setHoldTimeout(view.hold_ms);
-      gateway.setEndpoints(view.endpoints, view.cells ?? null, view.starting ?? []);
+      const gone = gateway.setEndpoints(view.endpoints, view.cells ?? null, view.starting ?? []);
+      // The next poll tells the daemon this table is in use, and a stopping instance is then
+      // signalled: first let it finish the requests it has from us (the daemon waits 1 s at most).
+      if (gone.size > 0) await gateway.drained(gone, DRAIN_MAX_MS);
     } catch {
       // Daemon restarting or away: keep the last routes and try again shortly.
       revision = -1;

@@ -373,6 +373,39 @@ cells:
   assert.match(failing.detail, /500/);
 });
 
+test('e2e commands - a restart signals an instance only after the gateway has the answers it was waiting for: a program that exits at once on SIGTERM loses no POST', async () => {
+  // Answers a POST 400 ms after its body, and exits the moment it is told to stop.
+  const abrupt = `import { createServer } from 'node:http';
+createServer((req, res) => { req.resume(); req.on('end', () => setTimeout(() => res.end('done ' + process.env.CELL_INSTANCE), 400)); })
+  .listen(Number(process.env.PORT), '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
+`;
+  await using mesh = new MeshHarness(`
+cells:
+  abrupt:
+    run: node abrupt.mjs
+    instances: 2
+    health: { tcp: {}, interval: 200ms }
+`, { 'abrupt.mjs': abrupt });
+  await mesh.ok(['up']);
+  const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
+  const post = () =>
+    new Promise<string>((resolvePost) => {
+      const req = request({ host: '127.0.0.1', port: gatewayPort, path: '/abrupt/', method: 'POST', agent: false, timeout: 8000, headers: { 'content-length': 5 } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d));
+        res.on('end', () => resolvePost(`${res.statusCode} ${body}`));
+      });
+      req.on('error', (err) => resolvePost(`error ${err.message}`));
+      req.end('hello');
+    });
+  // In flight on both instances when the roll begins.
+  const answers = Promise.all([post(), post(), post(), post()]);
+  await sleep(150);
+  await mesh.ok(['restart', 'abrupt']);
+  assert.deepEqual((await answers).map((a) => a.replace(/ \d$/, '')), ['200 done', '200 done', '200 done', '200 done']);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:

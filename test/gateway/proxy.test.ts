@@ -358,3 +358,32 @@ test('gateway - a socket to an instance that left the table while serving is not
   for (let i = 0; i < 50 && (await connections()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal(await connections(), 0, 'the gateway closed its socket once the answer was in, rather than pooling it');
 });
+
+test('gateway - an instance that left the table is drained: drained() waits for the requests it still serves, and no longer than asked', async (t) => {
+  const { gateway, port } = await gatewayOn(t);
+  let answer: () => void = () => {};
+  const web = await instance(t, 'web', 0, (_req, res) => (answer = () => res.end('slow')));
+  const other = await instance(t, 'web', 1, (_req, res) => res.end('other'));
+  gateway.setEndpoints([web, other], ['web']);
+  // Round-robin: the first request goes to web (it answers when told), the second to other.
+  const slow = send(port, '/web/');
+  assert.equal((await send(port, '/web/')).body, 'other');
+  const gone = gateway.setEndpoints([other], ['web']);
+  assert.deepEqual([...gone], [web.port]);
+  let drained = false;
+  const draining = gateway.drained(gone, 5000).then(() => (drained = true));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(drained, false, 'web still serves a request of ours');
+  answer();
+  assert.equal((await slow).body, 'slow');
+  await draining;
+  // Nothing in flight: at once. A request that never ends: after maxMs.
+  await gateway.drained(new Set([other.port]), 0);
+  const stuck = await instance(t, 'stuck', 0, () => {});
+  gateway.setEndpoints([other, stuck], ['web', 'stuck']);
+  void send(port, '/stuck/', { limitMs: 5000 }).catch(() => {});
+  await new Promise((r) => setTimeout(r, 50));
+  const started = Date.now();
+  await gateway.drained(gateway.setEndpoints([other], ['web', 'stuck']), 200);
+  assert.ok(Date.now() - started >= 190, 'waited up to its bound');
+});
