@@ -713,7 +713,8 @@ export class Daemon {
   startingCells(): string[] {
     const starting = this.supervisor.startingCells();
     for (const cell of this.restarting) if (this.supervisor.readyCount(cell) === 0) starting.add(cell);
-    return [...starting].filter((cell) => !isKernelCell(cell)).sort();
+    // A cell scaled to 0 (or removed) meanwhile is not on its way: its held requests get a 503 now.
+    return [...starting].filter((cell) => !isKernelCell(cell) && (this.supervisor.desiredCells.get(cell)?.spec.instances ?? 0) > 0).sort();
   }
 
   /** The manifest's `gateway.hold`; undefined before a manifest (the gateway keeps its default, the same). */

@@ -406,6 +406,25 @@ cells:
   assert.deepEqual((await answers).map((a) => a.replace(/ \d$/, '')), ['200 done', '200 done', '200 done', '200 done']);
 });
 
+test('e2e commands - a request the gateway holds for a restarting cell is answered 503 at once when the cell is scaled to 0', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  slow:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "4000" }
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
+  await mesh.ok(['restart', 'slow', '--no-wait']);
+  const held = httpGet(gatewayPort, '/slow/', 15_000);
+  await sleep(500);
+  await mesh.ok(['scale', 'slow', '0']);
+  const answer = await held;
+  assert.equal(answer.status, 503);
+  assert.doesNotMatch(answer.body, /waited/, 'not after the whole hold');
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:
