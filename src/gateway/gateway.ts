@@ -279,10 +279,14 @@ export class Gateway {
     let timedOut = false;
     // Whether a connection to the instance stood: before it, nothing of the request was sent.
     let isConnected = false;
+    // Whether the client's whole body came: an upload that stalls is the client's doing, not the instance's.
+    let bodyDone = !hasBody;
     const headersTimer = setTimeout(() => {
       timedOut = true;
       upstream.destroy();
-      if (!res.headersSent) this.fail(res, 504, `${cell}.${target.instance} sent no response within ${this.headersTimeoutMs / 1000} s`);
+      if (res.headersSent) return;
+      if (isConnected && !bodyDone) this.fail(res, 408, `the request body stopped coming: nothing for ${this.headersTimeoutMs / 1000} s`);
+      else this.fail(res, 504, `${cell}.${target.instance} sent no response within ${this.headersTimeoutMs / 1000} s`);
     }, this.headersTimeoutMs);
 
     upstream.on('response', (up) => {
@@ -319,6 +323,7 @@ export class Gateway {
       req.on('data', () => {
         if (!isAnswered && !timedOut) headersTimer.refresh();
       });
+      req.once('end', () => (bodyDone = true));
       req.pipe(upstream);
     };
     upstream.once('socket', (socket) => {

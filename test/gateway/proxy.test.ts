@@ -93,6 +93,24 @@ test('gateway - an instance that never answers is a 504 after the headers timeou
   assert.throws(() => new Gateway({ headersTimeoutMs: 0 }), /option headersTimeoutMs must be a positive number of milliseconds, got 0/);
 });
 
+test('gateway - an upload that stops half-way is a 408 (the client\'s doing), not a 504 naming the instance', async (t) => {
+  const waiting = await instance(t, 'up', 0, (req, res) => req.on('end', () => res.end('got it')).resume());
+  const { gateway, port } = await gatewayOn(t, { headersTimeoutMs: 150 });
+  gateway.setEndpoints([waiting], ['up']);
+  const answer = await new Promise<Answer>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/up/', method: 'POST', headers: { 'content-length': 100 }, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.write('abc');
+    setTimeout(() => req.destroy(), 3000);
+  });
+  assert.equal(answer.status, 408);
+  assert.equal(errorMessage(answer), 'the request body stopped coming: nothing for 0.15 s');
+});
+
 test('gateway - a client that goes away aborts its upstream request', async (t) => {
   let upstreamClosed!: () => void;
   const closed = new Promise<void>((r) => (upstreamClosed = r));
