@@ -732,6 +732,8 @@ export class Supervisor {
     const current = this.records.get(key);
     // The instance changed under the probe (exited, stopped, restarted): this result is stale.
     if (!current || current.pid !== pid || (current.state !== 'launching' && current.state !== 'ready')) return;
+    // Being stopped for its health: a probe that meets it dying (refused) must not replace why.
+    if (current.killedForHealth) return;
     this.lastProbes.set(key, { at: now, result });
     if (result.ok) {
       this.probeFailures.set(key, 0);
