@@ -15,11 +15,14 @@ export class BuildError extends Error {
     readonly logFile: string,
     options?: ErrorOptions,
     readonly signal: string | null = null,
+    /** Set when the build ran past its `build_timeout` and was stopped. */
+    readonly timeoutMs: number | null = null,
   ) {
-    super(`cell ${cell}: build \`${command}\` failed (${exitCode === null ? (signal ? `killed by ${signal}` : 'could not run') : `exit code ${exitCode}`}), see ${logFile}`, options);
+    const why = timeoutMs !== null ? `still running after build_timeout ${timeoutMs / 1000}s: stopped` : exitCode === null ? (signal ? `killed by ${signal}` : 'could not run') : `exit code ${exitCode}`;
+    super(`cell ${cell}: build \`${command}\` failed (${why}), see ${logFile}`, options);
   }
   toJSON() {
-    return { name: this.name, message: this.message, cell: this.cell, command: this.command, exitCode: this.exitCode, logFile: this.logFile };
+    return { name: this.name, message: this.message, cell: this.cell, command: this.command, exitCode: this.exitCode, logFile: this.logFile, timeoutMs: this.timeoutMs };
   }
 }
 
@@ -37,15 +40,40 @@ export function computeVersion(spec: Pick<CellSpec, 'cwd' | 'source' | 'run' | '
   return sourceHasher.version(spec);
 }
 
+/** How long a build may run when the manifest does not say (`build_timeout`). */
+const DEFAULT_BUILD_TIMEOUT_MS = 10 * 60_000;
+
 /** Runs a cell's `build` command in its cwd, output appended to `logFile`. Rejects with BuildError. */
 export function runBuild(spec: CellSpec, logFile: string, env: Record<string, string>): Promise<void> {
   const command = spec.build;
   if (!command) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const fd = openSync(logFile, 'a');
-    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env, stdio: ['ignore', fd, fd] });
+    // Its own process group: a build that hangs is stopped whole (the shell and what it ran).
+    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
-    child.on('error', (err) => reject(new BuildError(spec.name, command, null, logFile, { cause: err })));
-    child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new BuildError(spec.name, command, code, logFile, undefined, signal))));
+    let timedOut = false;
+    const timeoutMs = spec.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
+    const stopGroup = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid) process.kill(-child.pid, signal);
+      } catch {
+        // Gone already.
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stopGroup('SIGTERM');
+      setTimeout(() => stopGroup('SIGKILL'), 2000).unref();
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new BuildError(spec.name, command, null, logFile, { cause: err }));
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0 && !timedOut) resolve();
+      else reject(new BuildError(spec.name, command, code, logFile, undefined, signal, timedOut ? timeoutMs : null));
+    });
   });
 }

@@ -40,4 +40,5 @@ cells:
       kill_after: 2s
     # source: ["src/**/*.js"]   # files hashed (BLAKE3) into the version shown by \`cell status\`
     # build: npm run build      # run before start when the version changed
+    # build_timeout: 10m        # a build still running then is stopped and fails
 `;

@@ -328,7 +328,10 @@ function toCellSpec(name: string, cell: RawCell, dir: string): CellSpec {
     stop: { signal: cell.stop.signal, timeoutMs: cell.stop.timeout, killAfterMs: cell.stop.kill_after },
     source: [...cell.source],
   };
-  if (cell.build !== undefined) spec.build = cell.build;
+  if (cell.build !== undefined) {
+    spec.build = cell.build;
+    spec.buildTimeoutMs = cell.build_timeout;
+  }
   if (cell.lazy) spec.lazy = true;
   return spec;
 }

@@ -31,6 +31,7 @@ export const DEFAULTS = {
   instances: 1,
   health: { intervalMs: 5_000, timeoutMs: 2_000, retries: 3, graceMs: 30_000 },
   restart: { policy: 'always' as const, backoffMs: 2_000, maxBackoffMs: 60_000, maxRetries: 5, resetAfterMs: 30_000 },
+  buildTimeoutMs: 10 * 60_000,
   stop: { signal: 'SIGTERM' as const, timeoutMs: 5_000, killAfterMs: 2_000 },
   httpPath: '/',
 } as const;
@@ -348,6 +349,7 @@ export const cellObject = z.strictObject({
   stop: absentIfNull(stopObject.prefault({})),
   source: globs,
   build: nonEmptyString.optional(),
+  build_timeout: duration({ positive: true }).default(DEFAULTS.buildTimeoutMs),
   lazy: z.boolean({ error: (iss) => `expected true or false, got ${describeValue(iss.input)}` }).default(false),
 });
 

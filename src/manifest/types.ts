@@ -66,6 +66,8 @@ export interface CellSpec {
   /** Globs (relative to cwd) hashed into the cell's version. */
   source: string[];
   build?: string;
+  /** A build that runs longer is stopped (its process group) and fails. */
+  buildTimeoutMs?: number;
   /**
    * Not started by `cell up`: the first discovery of the cell (an SDK `connect`) starts it and
    * waits for it, like socket activation.

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { computeVersion, RACY_WINDOW_MS, SourceHasher, type FileStat, type SourceHasherIo } from '../../src/builder/index.js';
+import { BuildError, computeVersion, RACY_WINDOW_MS, runBuild, SourceHasher, type FileStat, type SourceHasherIo } from '../../src/builder/index.js';
+import { fake } from '../support/fake.js';
 
 /** A temporary tree of source files, removed at the end of the test. */
 function tree(files: Record<string, string>): { dir: string; [Symbol.dispose](): void } {
@@ -229,4 +230,30 @@ test('builder - a large source file is hashed by a process of its own, to the sa
   assert.ok(ticks > 0, 'timers ran while it was hashed');
   writeFileSync(join(t.dir, 'big.js'), 'y'.repeat(3 * 1024 * 1024));
   assert.notEqual(await new SourceHasher().version(spec(t.dir)), inProcess, 'a change of the large file is a new version');
+});
+
+test('builder - a build past its build_timeout is stopped whole (its shell and what it started) and fails saying so', async () => {
+  using t = tree({});
+  const log = join(t.dir, 'build.log');
+  const spec = { ...fake.cell('slow'), cwd: t.dir, build: 'echo $$ > pgid; sleep 30 & sleep 30', buildTimeoutMs: 300 };
+  const started = Date.now();
+  await assert.rejects(runBuild(spec, log, { PATH: process.env.PATH ?? '/usr/bin:/bin' }), (err: Error) => {
+    assert.ok(err instanceof BuildError);
+    assert.equal(err.timeoutMs, 300);
+    assert.equal(err.message, `cell slow: build \`${spec.build}\` failed (still running after build_timeout 0.3s: stopped), see ${log}`);
+    return true;
+  });
+  assert.ok(Date.now() - started < 10_000);
+  const group = Number(readFileSync(join(t.dir, 'pgid'), 'utf8'));
+  // Nothing of the build's group is left (the background sleep included).
+  await sleep(100);
+  const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return fields[2] === String(group) && fields[0] !== 'Z';
+    } catch {
+      return false;
+    }
+  });
+  assert.deepEqual(left, []);
 });
