@@ -446,10 +446,11 @@ describe('e2e bad input', { concurrency: true }, () => {
     assert.equal(scaleCell.field, 'cell');
     assertApiError(await post('/v1/scale', '{"cell":"nope","instances":2}'), 404, 'UnknownCellError', 'unknown cell "nope" (cells: api, db)', 'scale unknown cell');
     // A misspelled field or an empty name is refused, never read as "no cell" (every cell).
-    const misspelled = assertApiError(await post('/v1/restart', '{"name":"api"}'), 400, 'BadRequestError', 'unknown field "name" (fields: cell)', 'restart {name}');
+    const misspelled = assertApiError(await post('/v1/restart', '{"name":"api"}'), 400, 'BadRequestError', 'unknown field "name" (fields: cell, wait)', 'restart {name}');
     assert.equal(misspelled.field, 'name');
     assertApiError(await post('/v1/restart', '{"cell":""}'), 400, 'BadRequestError', 'field "cell" is empty', 'restart an empty name');
     assertApiError(await post('/v1/restart', '{"cell":null}'), 400, 'BadRequestError', 'field "cell" is null (leave it out instead)', 'restart a null name');
+    assertApiError(await post('/v1/restart', '{"cell":"api","wait":"no"}'), 400, 'BadRequestError', 'field "wait" must be true or false, got string "no"', 'restart wait "no"');
     assertApiError(await post('/v1/prune', '{"dry_run":null}'), 400, 'BadRequestError', 'field "dry_run" is null (leave it out instead)', 'prune dry_run null');
     assertApiError(await post('/v1/apply', '{"file":"cell.yaml"}'), 400, 'BadRequestError', 'field "file" must be an absolute path, got "cell.yaml"', 'apply a relative path');
     for (const args of [['restart', ''], ['scale', '', '2'], ['logs', '']]) {
