@@ -40,6 +40,11 @@ export function computeVersion(spec: Pick<CellSpec, 'cwd' | 'source' | 'run' | '
   return sourceHasher.version(spec);
 }
 
+/** How many files `spec`'s `source` globs matched when its version was last computed. */
+export function sourceFileCount(spec: Pick<CellSpec, 'cwd' | 'source'>): number | undefined {
+  return sourceHasher.sourceFileCount(spec);
+}
+
 /** How long a build may run when the manifest does not say (`build_timeout`). */
 const DEFAULT_BUILD_TIMEOUT_MS = 10 * 60_000;
 

@@ -99,6 +99,10 @@ type VersionSpec = Pick<CellSpec, 'cwd' | 'source' | 'run' | 'env' | 'build'>;
 
 const ZERO = new Uint8Array([0]);
 
+function sourceSetKey(spec: Pick<CellSpec, 'cwd' | 'source'>): string {
+  return `${spec.cwd}\0${spec.source.join('\0')}`;
+}
+
 /**
  * Computes cell versions, remembering each source file's stat and digest between calls so that
  * only new and changed files are read again: the daemon's version loop recomputes every cell's
@@ -121,6 +125,11 @@ export class SourceHasher {
    * files in sorted order, its relative path, a 0 byte and the BLAKE3 digest of its content.
    * The same tree run the same way always gives the same version.
    */
+  /** How many files the `source` globs of `spec` matched at its last version (undefined: not computed yet). */
+  sourceFileCount(spec: Pick<CellSpec, 'cwd' | 'source'>): number | undefined {
+    return this.sets.get(sourceSetKey(spec))?.files.length;
+  }
+
   async version(spec: VersionSpec): Promise<string> {
     // How the cell is built and run is part of what it is: changing either makes a new version.
     const howJson = JSON.stringify({ run: spec.run, env: spec.env, build: spec.build ?? null });
@@ -134,7 +143,7 @@ export class SourceHasher {
     const { glob } = await import('tinyglobby');
     const files = (await glob(spec.source, { cwd: spec.cwd, onlyFiles: true, dot: false, ignore: ['**/node_modules/**'] })).sort();
 
-    const key = `${spec.cwd}\0${spec.source.join('\0')}`;
+    const key = sourceSetKey(spec);
     const previous = this.sets.get(key);
     const before = previous?.entries ?? new Map<string, FileEntry>();
     const entries = new Map<string, FileEntry>();

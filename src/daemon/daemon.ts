@@ -6,7 +6,7 @@ import type { CellSpec, HealthSpec, MeshSpec } from '../manifest/index.js';
 import type { ManifestParser } from './parse-manifest.js';
 import pino from 'pino';
 import { DependencyGraph, renderGraph, type GraphFormat } from '../graph/index.js';
-import { computeVersion, runBuild } from '../builder/index.js';
+import { computeVersion, runBuild, sourceFileCount } from '../builder/index.js';
 import { openSqliteStore, type Store, type TxnOp } from '../store/index.js';
 import { Registry, type Endpoint } from '../registry/index.js';
 import { EventLog, readProcessUsage } from '../observer/index.js';
@@ -384,17 +384,23 @@ export class Daemon {
     // instances are replaced (the reconciler starts the new ones in dependency order).
     const updated = graph.topoOrder().filter((name) => this.supervisor.instances().some((r) => r.cell === name && r.pid !== null && r.version !== next.get(name)!.version));
     await Promise.all(updated.map((name) => this.rollingRestart(name, 'new version (manifest or sources changed)', next.get(name)!.version)));
+    const notes: string[] = [];
+    // The gateway's port is the daemon's from its start (the gateway runs on it, and may be
+    // readopted on it): a new one takes a new daemon.
+    if (mesh.gateway.port !== this.o.gatewayPort) {
+      notes.push(`gateway.port ${mesh.gateway.port === 0 ? '0 (any free port)' : mesh.gateway.port} applies from the next start of the daemon: the gateway stays on ${this.gatewayUrl() ?? `port ${this.o.gatewayPort}`} until \`cell down\` and \`cell up\``);
+    }
+    // A typo in a glob would otherwise go unnoticed: the version then never changes with the code.
+    for (const spec of mesh.cells) {
+      if (spec.source.length > 0 && sourceFileCount(spec) === 0) notes.push(`cell ${spec.name}: source ${JSON.stringify(spec.source)} matches no file in ${spec.cwd}: its version follows run, env and build only`);
+    }
     return {
       cells: graph.topoOrder().filter((n) => this.isAwaited(n)),
       lazy: graph.topoOrder().filter((n) => !this.isAwaited(n)),
       released,
       updated,
       gateway: this.gatewayUrl(),
-      // The gateway's port is the daemon's from its start (the gateway runs on it, and may be
-      // readopted on it): a new one takes a new daemon.
-      ...(mesh.gateway.port !== this.o.gatewayPort
-        ? { notes: [`gateway.port ${mesh.gateway.port === 0 ? '0 (any free port)' : mesh.gateway.port} applies from the next start of the daemon: the gateway stays on ${this.gatewayUrl() ?? `port ${this.o.gatewayPort}`} until \`cell down\` and \`cell up\``] }
-        : {}),
+      ...(notes.length > 0 ? { notes } : {}),
     };
   }
 

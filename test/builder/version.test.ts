@@ -257,3 +257,13 @@ test('builder - a build past its build_timeout is stopped whole (its shell and w
   });
   assert.deepEqual(left, []);
 });
+
+test('builder - how many files the globs matched is known after a version, none included', async () => {
+  using t = tree({ 'a.js': 'a', 'b.js': 'b' });
+  const hasher = new SourceHasher();
+  assert.equal(hasher.sourceFileCount(spec(t.dir)), undefined);
+  await hasher.version(spec(t.dir));
+  assert.equal(hasher.sourceFileCount(spec(t.dir)), 2);
+  await hasher.version(spec(t.dir, ['src/**/*.tsx']));
+  assert.equal(hasher.sourceFileCount(spec(t.dir, ['src/**/*.tsx'])), 0);
+});

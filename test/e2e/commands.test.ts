@@ -425,6 +425,19 @@ cells:
   assert.doesNotMatch(answer.body, /waited/, 'not after the whole hold');
 });
 
+test('e2e commands - a source glob that matches no file is pointed out by cell up', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  web:
+    run: node fixtures/service.mjs
+    source: ["src/**/*.tsx"]
+    health: { tcp: {}, interval: 200ms }
+`);
+  const up = await mesh.cell(['up']);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stderr, /^cell: note: cell web: source \["src\/\*\*\/\*\.tsx"\] matches no file in .+: its version follows run, env and build only$/m);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:
