@@ -1127,7 +1127,9 @@ export class Daemon {
       ready,
       completed,
       pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
-      version: running[0]?.version ?? version,
+      // What serves: in a roll that stalled (a new version that never gets ready), the ready
+      // instances' version, not the failing replacement's.
+      version: (running.find((r) => r.state === 'ready') ?? running[0])?.version ?? version,
       latest_version: latest,
       outdated: running.some((r) => r.version !== latest),
       depends_on: dependsOn,

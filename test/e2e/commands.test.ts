@@ -438,6 +438,29 @@ cells:
   assert.match(up.stderr, /^cell: note: cell web: source \["src\/\*\*\/\*\.tsx"\] matches no file in .+: its version follows run, env and build only$/m);
 });
 
+test('e2e commands - a new version that never gets ready: the roll stops with the old instance serving, and status shows the version that serves as outdated', async () => {
+  const manifest = (crash: boolean) => `
+cells:
+  web:
+    run: node fixtures/service.mjs
+    instances: 2
+    env: { ${crash ? 'CRASH_UNLESS: no-such-file' : 'OK: "1"'} }
+    health: { tcp: {}, interval: 200ms, grace: 2s }
+    restart: { backoff: 100ms, max_retries: 1 }
+`;
+  await using mesh = new MeshHarness(manifest(false));
+  await mesh.ok(['up']);
+  const old = (await mesh.json<{ cells: { name: string; version: string }[] }>(['status'])).cells.find((c) => c.name === 'web')!.version;
+  mesh.writeManifest(manifest(true));
+  const up = await mesh.cell(['up', '--timeout', '10s']);
+  assert.equal(up.code, 1, up.stderr);
+  const web = (await mesh.json<{ cells: { name: string; version: string; latest_version: string; outdated: boolean; ready: number }[] }>(['status'])).cells.find((c) => c.name === 'web')!;
+  assert.equal(web.ready, 1, 'the roll stopped: one old instance serves');
+  assert.equal(web.version, old);
+  assert.notEqual(web.latest_version, old);
+  assert.equal(web.outdated, true);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:
