@@ -228,8 +228,9 @@ program
     endProgress();
     if (opts.json) return printJson(result);
     if (result.instances.length === 0) return void process.stdout.write('nothing to prune\n');
-    const verb = result.dry_run ? 'would stop' : 'stopped';
-    for (const i of result.instances) process.stdout.write(`${verb} ${i.cell}.${i.instance}${i.pid ? ` (pid ${i.pid})` : ''}\n`);
+    // An instance with no process has nothing to stop: it is only forgotten.
+    const verb = (running: boolean) => (result.dry_run ? (running ? 'would stop' : 'would forget') : running ? 'stopped' : 'forgot');
+    for (const i of result.instances) process.stdout.write(`${verb(i.pid !== null)} ${i.cell}.${i.instance}${i.pid ? ` (pid ${i.pid})` : ''}\n`);
   });
 
 // ------------------------------------------------------------------ reading

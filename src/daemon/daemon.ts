@@ -491,7 +491,12 @@ export class Daemon {
       this.log.info({ cell: spec.name, version }, 'building');
       const logFile = join(this.paths.logs, `${spec.name}.build.log`);
       const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
-      rotateIfLarger(logFile, logs.maxBytes, logs.keep);
+      try {
+        rotateIfLarger(logFile, logs.maxBytes, logs.keep);
+      } catch (err) {
+        // A log that cannot be rotated (a full disk) is no reason not to build.
+        this.log.warn({ cell: spec.name, file: logFile, err: String(err) }, 'could not rotate the build log');
+      }
       // Not an instance (no CELL_INSTANCE): the sweeps for processes an instance left behind
       // must not take a build that runs while the cell's instances end and start.
       const { CELL_INSTANCE: _notAnInstance, ...env } = this.supervisor.instanceEnv(spec, 0, 0);
@@ -600,7 +605,11 @@ export class Daemon {
   }
 
   async prune(dryRun: boolean): Promise<InstanceRecord[]> {
-    if (dryRun) return this.supervisor.orphans();
+    if (dryRun) {
+      // In the order a prune stops them (dependents first), as it will say.
+      const order = this.pruneLevels().flat();
+      return this.supervisor.orphans().sort((a, b) => order.indexOf(a.cell) - order.indexOf(b.cell) || a.index - b.index);
+    }
     const pruned = await this.supervisor.prune(this.pruneLevels());
     this.store.txn([], [...new Set(pruned.map((r) => r.cell))].map((cell) => ({ op: 'delete' as const, key: `${REMOVED_PREFIX}${cell}` })), this.now());
     return pruned;

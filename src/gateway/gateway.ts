@@ -149,7 +149,7 @@ export class Gateway {
    * for another name is told the cell does not exist rather than that it is not ready; omitted,
    * the cells known before are kept (null: unknown, as from a daemon that does not send them).
    * `starting`: the cells with an instance on its way and none ready (omitted: none). Held
-   * requests are tried again on the new table.
+   * requests are tried again on the new table. Returns the ports of the instances that left it.
    */
   setEndpoints(endpoints: RouteEndpoint[], cells?: readonly string[] | null, starting: readonly string[] = []): Set<number> {
     const next = new Map<string, RouteEndpoint[]>();

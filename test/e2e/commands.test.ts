@@ -76,6 +76,8 @@ cells:
   const dry = await mesh.json<{ dry_run: boolean; instances: { cell: string; pid: number }[] }>(['prune', '--dry-run']);
   assert.equal(dry.dry_run, true);
   assert.deepEqual(dry.instances.map((i) => i.pid).sort(), [...gonePids].sort());
+  assert.deepEqual(dry.instances.map((i) => i.cell), ['gone', 'gone', 'gone-base'], 'in the order prune stops them: dependents first');
+  assert.match(await mesh.ok(['prune', '--dry-run']), /^would stop gone\.0 \(pid \d+\)\nwould stop gone\.1 \(pid \d+\)\nwould stop gone-base\.0 \(pid \d+\)\n$/);
   assert.ok(gonePids.every((pid) => processesOfHome(mesh.home).includes(pid)), 'dry run stops nothing');
   const since = Date.now();
   const pruned = await mesh.ok(['prune']);
