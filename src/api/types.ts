@@ -75,6 +75,8 @@ export interface CellView {
   state: InstanceState | 'waiting';
   instances: number;
   ready: number;
+  /** Of the ready instances, those whose last probe failed (still ready until `retries` failures in a row). */
+  failing?: number;
   /** Every instance completed its run (a one-shot job that exited cleanly): done, as good as ready. */
   completed: boolean;
   /**

@@ -89,11 +89,14 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
       throw new CliError(`no longer in the mesh: ${removed.join(', ')} (a later \`cell up\` applied a manifest without ${removed.length === 1 ? 'it' : 'them'}; \`cell prune\` stops what still runs)`);
     }
     // A job some cell waits to see complete is done once it has, not while it runs.
-    const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances)));
+    // Ready but failing its check (a check an apply changed, say) is not healthy: wait for it to
+    // pass again, or to be restarted.
+    const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances && !c.failing)));
     // Done: which of them are one-shot jobs whose run completed (not "healthy": they run no more).
     if (notReady.length === 0) return { completed: app.filter((c) => c.completed).map((c) => c.name) };
     const failed = notReady.filter((c) => c.state === 'failed');
-    const describe = (c: CellView) => `${c.name} (${c.state}${c.reason ? `: ${c.reason}` : ''})`;
+    const stateOf = (c: CellView) => (c.failing ? `${c.state}, ${c.failing} failing ${c.failing === 1 ? 'its' : 'their'} check` : c.state);
+    const describe = (c: CellView) => `${c.name} (${stateOf(c)}${c.reason ? `: ${c.reason}` : ''})`;
     if (failed.length > 0) {
       endProgress();
       // Giving up before the timeout: the cells still on their way are not healthy either.
@@ -104,7 +107,7 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
           '; see `cell logs <cell>`',
       );
     }
-    const summary = notReady.slice(0, 4).map((c) => `${c.name} ${c.state}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
+    const summary = notReady.slice(0, 4).map((c) => `${c.name} ${stateOf(c)}${c.reason && c.state !== 'launching' ? ` (${c.reason})` : ''}`);
     progress(`waiting: ${app.length - notReady.length}/${app.length} cells healthy; ${summary.join(', ')}${notReady.length > 4 ? ', ...' : ''}`);
     if (Date.now() >= deadline) {
       endProgress();

@@ -367,6 +367,13 @@ export class Daemon {
     this.store.txn([], ops, now);
     for (const d of next.values()) this.latestVersions.set(d.spec.name, d.version);
     const holdChanged = this.manifest?.gateway.holdMs !== mesh.gateway.holdMs;
+    // Cells whose check changed (and nothing else: a new version is restarted anyway).
+    const recheck = [...next.values()]
+      .filter((d) => {
+        const before = this.supervisor.desiredCells.get(d.spec.name);
+        return before !== undefined && before.version === d.version && JSON.stringify(before.spec.health) !== JSON.stringify(d.spec.health);
+      })
+      .map((d) => d.spec.name);
     this.manifest = mesh;
     this.manifestFile = mesh.file;
     // The gateway takes its hold from the endpoints' answer: a new one is news for it now.
@@ -379,6 +386,7 @@ export class Daemon {
     if (gone.length > 0) this.store.txn([], gone.map((cell) => ({ op: 'delete' as const, key: `${REMOVED_PREFIX}${cell}` })), this.now());
     const released = this.supervisor.release(graph.topoOrder());
     this.scheduleVersionLoop();
+    await Promise.all(recheck.map((name) => this.supervisor.probeReadyNow(name)));
     // `up` applies the manifest and the code on disk: a cell whose `run`, `env`, `build` or
     // sources changed runs its new version, as compose recreates a changed service. Its running
     // instances are replaced (the reconciler starts the new ones in dependency order).
@@ -1104,6 +1112,7 @@ export class Daemon {
   ): CellView {
     const live = recs.filter((r) => r.index < Math.max(wanted, 1) || r.state !== 'stopped');
     const ready = live.filter((r) => r.state === 'ready').length;
+    const failing = live.filter((r) => r.state === 'ready' && r.health === 'failing').length;
     const severity = ['failed', 'backoff', 'paused', 'launching', 'draining', 'stopped', 'ready'] as const;
     let state: CellView['state'] = 'waiting';
     if (live.length > 0) state = severity.find((s) => live.some((r) => r.state === s)) ?? 'ready';
@@ -1134,6 +1143,7 @@ export class Daemon {
       state,
       instances: wanted,
       ready,
+      ...(failing > 0 ? { failing } : {}),
       completed,
       pids: live.map((r) => r.pid).filter((p): p is number => p !== null),
       // What serves: in a roll that stalled (a new version that never gets ready), the ready

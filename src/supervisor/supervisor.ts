@@ -671,6 +671,15 @@ export class Supervisor {
     });
   }
 
+  /**
+   * Probes the ready instances of `cell` now, with its check as it is now (an apply changed it):
+   * what `cell up` reports is then what the new check says, not the old one's last word.
+   */
+  async probeReadyNow(cell: string): Promise<void> {
+    const keys = [...this.records.values()].filter((r) => r.cell === cell && r.state === 'ready' && r.pid !== null).map((r) => instanceKey(r.cell, r.index));
+    await Promise.all(keys.filter((key) => !this.probesInFlight.has(key)).map((key) => this.runProbe(key, 0)));
+  }
+
   private async runProbe(key: string, ramp: number): Promise<void> {
     const target = this.probeTarget(key);
     if (!target) return;

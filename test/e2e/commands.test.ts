@@ -463,6 +463,27 @@ cells:
   assert.equal(web.outdated, true);
 });
 
+test('e2e commands - cell up after a change of a check reports what the new check says, not the old one\'s last word', async () => {
+  const manifest = (health: string) => `
+cells:
+  api:
+    run: node fixtures/service.mjs
+    health: ${health}
+`;
+  await using mesh = new MeshHarness(manifest('{ tcp: {}, interval: 200ms }'));
+  await mesh.ok(['up']);
+  const pid = (await mesh.ps()).find((p) => p.cell === 'api')!.pid;
+  // Another check that passes: healthy, the same process (a check is no reason to restart).
+  mesh.writeManifest(manifest('{ http: { path: / }, interval: 200ms }'));
+  assert.match(await mesh.ok(['up']), /mesh up: 1 cell healthy/);
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'api')!.pid, pid);
+  // One that fails: not reported healthy.
+  mesh.writeManifest(manifest('{ exec: "exit 1", interval: 1s, retries: 3, grace: 2s }'));
+  const up = await mesh.cell(['up', '--timeout', '2s']);
+  assert.equal(up.code, 1, up.stdout);
+  assert.match(up.stderr, /^cell: not healthy after 2s: api \(/m);
+});
+
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
   await using mesh = new MeshHarness(`
 cells:
