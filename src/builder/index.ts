@@ -49,7 +49,7 @@ export function sourceFileCount(spec: Pick<CellSpec, 'cwd' | 'source'>): number 
 const DEFAULT_BUILD_TIMEOUT_MS = 10 * 60_000;
 
 /** Runs a cell's `build` command in its cwd, output appended to `logFile`. Rejects with BuildError. */
-export function runBuild(spec: CellSpec, logFile: string, env: Record<string, string>): Promise<void> {
+export function runBuild(spec: CellSpec, logFile: string, env: Record<string, string>, signal?: AbortSignal): Promise<void> {
   const command = spec.build;
   if (!command) return Promise.resolve();
   return new Promise((resolve, reject) => {
@@ -66,19 +66,27 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
         // Gone already.
       }
     };
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const stop = () => {
       stopGroup('SIGTERM');
       setTimeout(() => stopGroup('SIGKILL'), 2000).unref();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
     }, timeoutMs);
+    // The daemon going down (`cell down`) takes a build in progress with it: no process of the
+    // mesh outlives a down.
+    if (signal?.aborted) stop();
+    signal?.addEventListener('abort', stop, { once: true });
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(new BuildError(spec.name, command, null, logFile, { cause: err }));
     });
-    child.on('exit', (code, signal) => {
+    child.on('exit', (code, exitSignal) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', stop);
       if (code === 0 && !timedOut) resolve();
-      else reject(new BuildError(spec.name, command, code, logFile, undefined, signal, timedOut ? timeoutMs : null));
+      else reject(new BuildError(spec.name, command, code, logFile, undefined, exitSignal, timedOut ? timeoutMs : null));
     });
   });
 }

@@ -127,6 +127,8 @@ export class Daemon {
   private readonly restarting = new Set<string>();
   /** The build running for a cell, if any (see buildIfChanged). */
   private readonly builds = new Map<string, Promise<string>>();
+  /** Aborted when the daemon closes: builds in progress are stopped with it. */
+  private readonly buildsAbort = new AbortController();
   /** The cells last told to the gateway as starting (see startingCells), joined. */
   private startingKey = '';
   private lastEndpointsAnswerAt = -Infinity;
@@ -508,7 +510,7 @@ export class Daemon {
       // Not an instance (no CELL_INSTANCE): the sweeps for processes an instance left behind
       // must not take a build that runs while the cell's instances end and start.
       const { CELL_INSTANCE: _notAnInstance, ...env } = this.supervisor.instanceEnv(spec, 0, 0);
-      await runBuild(spec, logFile, env);
+      await runBuild(spec, logFile, env, this.buildsAbort.signal);
       this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now: this.now() });
     }
     return version;
@@ -667,6 +669,7 @@ export class Daemon {
 
   /** Detaches and closes the store; returns what could not be written on the way (a full disk). */
   async close(): Promise<string[]> {
+    this.buildsAbort.abort();
     this.manifests.close();
     this.supervisor.detach();
     for (const cancel of this.timers) cancel();

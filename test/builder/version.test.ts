@@ -267,3 +267,32 @@ test('builder - how many files the globs matched is known after a version, none 
   await hasher.version(spec(t.dir, ['src/**/*.tsx']));
   assert.equal(hasher.sourceFileCount(spec(t.dir, ['src/**/*.tsx'])), 0);
 });
+
+test('builder - a build is stopped whole when its signal aborts (the daemon going down)', async () => {
+  using t = tree({});
+  const log = join(t.dir, 'build.log');
+  const spec = { ...fake.cell('long'), cwd: t.dir, build: 'echo $$ > pgid; sleep 30 & sleep 30' };
+  const abort = new AbortController();
+  const build = runBuild(spec, log, { PATH: process.env.PATH ?? '/usr/bin:/bin' }, abort.signal);
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (readFileSync(join(t.dir, 'pgid'), 'utf8').trim()) break;
+    } catch {
+      // Not written yet.
+    }
+    await sleep(20);
+  }
+  abort.abort();
+  await assert.rejects(build, (err: Error) => err instanceof BuildError && /killed by SIGTERM/.test(err.message));
+  const group = Number(readFileSync(join(t.dir, 'pgid'), 'utf8'));
+  await sleep(100);
+  const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return fields[2] === String(group) && fields[0] !== 'Z';
+    } catch {
+      return false;
+    }
+  });
+  assert.deepEqual(left, []);
+});
