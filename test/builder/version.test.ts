@@ -247,15 +247,7 @@ test('builder - a build past its build_timeout is stopped whole (its shell and w
   const group = Number(readFileSync(join(t.dir, 'pgid'), 'utf8'));
   // Nothing of the build's group is left (the background sleep included).
   await sleep(100);
-  const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return fields[2] === String(group) && fields[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  });
-  assert.deepEqual(left, []);
+  assert.deepEqual(liveMembersOf(group), []);
 });
 
 test('builder - how many files the globs matched is known after a version, none included', async () => {
@@ -286,7 +278,12 @@ test('builder - a build is stopped whole when its signal aborts (the daemon goin
   await assert.rejects(build, (err: Error) => err instanceof BuildError && /killed by SIGTERM/.test(err.message));
   const group = Number(readFileSync(join(t.dir, 'pgid'), 'utf8'));
   await sleep(100);
-  const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+  assert.deepEqual(liveMembersOf(group), []);
+});
+
+/** The live (not zombie) processes of process group `group`. */
+function liveMembersOf(group: number): string[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
       const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
       return fields[2] === String(group) && fields[0] !== 'Z';
@@ -294,5 +291,4 @@ test('builder - a build is stopped whole when its signal aborts (the daemon goin
       return false;
     }
   });
-  assert.deepEqual(left, []);
-});
+}

@@ -300,7 +300,8 @@ test('logs - followFile reads back through every copy made by several rotations 
   await new Promise((r) => setTimeout(r, 50));
   appendFileSync(file, 'one\n');
   await waitFor('one', () => seen === 'one\n');
-  await new Promise((r) => setTimeout(r, 100));
+  // Its last read and stat of that wake-up done (they run on the thread pool, slow on a loaded machine).
+  await new Promise((r) => setTimeout(r, 500));
   // Three rotations before the follower wakes: the rest of its file is now in `.3`.
   appendFileSync(file, 'two\n');
   assert.equal(rotateIfLarger(file, 1, 5), true);
