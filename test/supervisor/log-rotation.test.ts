@@ -249,7 +249,7 @@ test('logs - followFile reads the end of what it followed from the rotated copy,
   await new Promise((r) => setTimeout(r, 50));
   appendFileSync(file, 'one\n');
   await waitFor('one', () => seen === 'one\n');
-  await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 500));
   // Written and rotated before the follower wakes up: "two" and "thr" are only in the copy.
   appendFileSync(file, 'two\nthr');
   assert.equal(rotateIfLarger(file, 1, 2), true);
