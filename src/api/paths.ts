@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CellHomeNotADirectoryError, CellHomeTooLongError } from './errors.js';
@@ -71,12 +71,22 @@ export function checkCellHome(home: string): void {
   if (file !== undefined) throw new CellHomeNotADirectoryError(home, file);
 }
 
-/** `dir` itself or the nearest of its parents that exists and is not a directory, if any. */
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** `dir` itself or the nearest of its parents that exists and is not a directory (or is a dangling link), if any. */
 export function fileInPathOf(dir: string): string | undefined {
   for (let at = resolve(dir); ; at = dirname(at)) {
     try {
       return statSync(at).isDirectory() ? undefined : at;
     } catch {
+      // A symbolic link to nothing cannot be made a directory either.
+      if (isLink(at)) return at;
       // Missing (created later) or under a file (ENOTDIR): look further up.
     }
     if (dirname(at) === at) return undefined;

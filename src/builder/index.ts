@@ -66,9 +66,10 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
         // Gone already.
       }
     };
+    let killTimer: NodeJS.Timeout | undefined;
     const stop = () => {
       stopGroup('SIGTERM');
-      setTimeout(() => stopGroup('SIGKILL'), 2000).unref();
+      killTimer ??= setTimeout(() => stopGroup('SIGKILL'), 2000).unref();
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -84,7 +85,12 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
     });
     child.on('exit', (code, exitSignal) => {
       clearTimeout(timer);
+      // Not later: the group's id could be another's by then.
+      clearTimeout(killTimer);
       signal?.removeEventListener('abort', stop);
+      // What the build left running in its group (a `&` child, or all of it when its shell was
+      // killed alone) ends with it: a build is over when its command is.
+      stopGroup('SIGKILL');
       if (code === 0 && !timedOut) resolve();
       else reject(new BuildError(spec.name, command, code, logFile, undefined, exitSignal, timedOut ? timeoutMs : null));
     });

@@ -351,7 +351,7 @@ export class Daemon {
     const next = new Map<string, DesiredCell>();
     // Builds run side by side (a slow build holds the others back no longer than itself), a few
     // at a time; the first to fail fails the apply, which then changes nothing.
-    const versions = await mapLimit(mesh.cells, availableParallelism(), (spec) => this.buildIfChanged(spec));
+    const versions = await mapLimit(mesh.cells, availableParallelism(), (spec) => this.buildIfChanged(spec, mesh.logs));
     for (const [i, spec] of mesh.cells.entries()) {
       const version = versions[i]!;
       const previous = this.supervisor.desiredCells.get(spec.name);
@@ -482,11 +482,11 @@ export class Daemon {
    * The version of `spec` as it is on disk now, built first when it has a `build` command and
    * that version was not built yet. A failing build throws `BuildError` and changes nothing.
    */
-  private async buildIfChanged(spec: CellSpec): Promise<string> {
+  private async buildIfChanged(spec: CellSpec, logs = this.manifest?.logs): Promise<string> {
     // One build of a cell at a time (two `cell up`, or a restart during an apply's build): the
     // later one waits, then builds only if the sources changed again meanwhile.
     const running = this.builds.get(spec.name);
-    const mine = (running ?? Promise.resolve()).catch(() => undefined).then(() => this.buildNow(spec));
+    const mine = (running ?? Promise.resolve()).catch(() => undefined).then(() => this.buildNow(spec, logs));
     const settled = mine.finally(() => {
       if (this.builds.get(spec.name) === settled) this.builds.delete(spec.name);
     });
@@ -494,22 +494,24 @@ export class Daemon {
     return settled;
   }
 
-  private async buildNow(spec: CellSpec): Promise<string> {
+  private async buildNow(spec: CellSpec, logsConfig: MeshSpec['logs'] | undefined): Promise<string> {
     const version = await computeVersion(spec);
     const built = this.store.get<string>(`${BUILT_PREFIX}${spec.name}`, this.now())?.value;
     if (spec.build && built !== version) {
       this.log.info({ cell: spec.name, version }, 'building');
       const logFile = join(this.paths.logs, `${spec.name}.build.log`);
-      const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+      // The settings of the manifest being applied, not the last one's.
+      const logs = logsConfig ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
       try {
         rotateIfLarger(logFile, logs.maxBytes, logs.keep);
       } catch (err) {
         // A log that cannot be rotated (a full disk) is no reason not to build.
         this.log.warn({ cell: spec.name, file: logFile, err: String(err) }, 'could not rotate the build log');
       }
-      // Not an instance (no CELL_INSTANCE): the sweeps for processes an instance left behind
-      // must not take a build that runs while the cell's instances end and start.
-      const { CELL_INSTANCE: _notAnInstance, ...env } = this.supervisor.instanceEnv(spec, 0, 0);
+      // Not an instance (no CELL_INSTANCE, nor an instance's socket and secret): the sweeps for
+      // processes an instance left behind must not take a build that runs while the cell's
+      // instances end and start.
+      const { CELL_INSTANCE: _instance, CELL_SOCKET: _socket, CELL_SECRET: _secret, ...env } = this.supervisor.instanceEnv(spec, 0, 0);
       await runBuild(spec, logFile, env, this.buildsAbort.signal);
       this.store.put(`${BUILT_PREFIX}${spec.name}`, version, { now: this.now() });
     }
@@ -1019,6 +1021,17 @@ export class Daemon {
     };
   }
 
+  /**
+   * An instance's health as the read commands show it. The record keeps `unknown` while an
+   * instance launches (or after it failed); what its last probe found is what a user asks:
+   * failing, until one passes.
+   */
+  private healthOf(rec: InstanceRecord): InstanceRecord['health'] {
+    if (rec.state !== 'launching' && rec.state !== 'failed' && rec.state !== 'backoff') return rec.health;
+    const last = this.supervisor.lastProbe(rec.cell, rec.index);
+    return last !== undefined && !last.result.ok ? 'failing' : rec.health;
+  }
+
   instanceView(rec: InstanceRecord): InstanceView {
     return {
       cell: rec.cell,
@@ -1027,7 +1040,7 @@ export class Daemon {
       pid: rec.pid,
       port: rec.port || null,
       state: rec.state,
-      health: rec.health,
+      health: this.healthOf(rec),
       // A run ended by `cell down` counts from zero at its next start: not the old count until then.
       restarts: rec.runEnded ? 0 : rec.restarts,
       version: rec.version,
@@ -1186,14 +1199,11 @@ export class Daemon {
       .map((r) => {
         const last = this.supervisor.lastProbe(r.cell, r.index);
         const spec = this.supervisor.desiredCells.get(r.cell)?.spec.health;
-        // The record keeps `unknown` while an instance launches (or after it failed); what its
-        // last probe found is what `cell health` is asked: failing, until one passes.
-        const failing = last !== undefined && !last.result.ok && (r.state === 'launching' || r.state === 'failed' || r.state === 'backoff');
         return {
           cell: r.cell,
           instance: r.index,
           state: r.state,
-          health: failing ? 'failing' : r.health,
+          health: this.healthOf(r),
           check: describeCheck(spec),
           level: last?.result.level ?? 'process',
           detail: last?.result.detail ?? r.healthDetail,

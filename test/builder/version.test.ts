@@ -292,3 +292,18 @@ function liveMembersOf(group: number): string[] {
     }
   });
 }
+
+test('builder - a build whose shell ends (killed alone here) takes what it started with it', async () => {
+  using t = tree({});
+  const spec = { ...fake.cell('leader'), cwd: t.dir, build: 'echo $$ > pgid; sleep 30 & sleep 31' };
+  const build = runBuild(spec, join(t.dir, 'build.log'), { PATH: process.env.PATH ?? '/usr/bin:/bin' });
+  let leader = 0;
+  for (let i = 0; i < 100 && !leader; i++) {
+    await sleep(20);
+    leader = Number(readFileSync(join(t.dir, 'pgid'), { encoding: 'utf8', flag: 'a+' }).trim() || 0);
+  }
+  process.kill(leader, 'SIGTERM');
+  await assert.rejects(build, /killed by SIGTERM/);
+  await sleep(100);
+  assert.deepEqual(liveMembersOf(leader), [], 'the background sleep went with it');
+});

@@ -373,6 +373,7 @@ cells:
   assert.equal(failing.state, 'launching');
   assert.equal(failing.code, 1);
   assert.match(failing.detail, /500/);
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'sick')!.health, 'failing', 'ps says the same');
 });
 
 test('e2e commands - a restart signals an instance only after the gateway has the answers it was waiting for: a program that exits at once on SIGTERM loses no POST', async () => {

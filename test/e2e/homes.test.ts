@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -66,6 +66,12 @@ test('e2e homes - a CELL_HOME that is a file, or under one, is refused in one li
     }
   }
   assert.equal(statSync(file).isFile(), true, 'the file is left as it was');
+  // A link to nothing cannot become a directory either.
+  const dangling = join(mesh.dir, 'dangling');
+  symlinkSync(join(mesh.dir, 'nowhere'), dangling);
+  const up = await mesh.cell(['--home', dangling, 'up', '--no-wait']);
+  assert.equal(up.code, 2, up.stderr);
+  assert.equal(up.stderr, `cell: CELL_HOME ${dangling} is not a directory; use a directory (it is created if missing)\n`);
 
   const dir = join(mesh.dir, 'as-dir.yaml');
   mkdirSync(dir);
