@@ -26,7 +26,8 @@ export async function runStatus(api: ApiClient, opts: { verbose?: boolean; json?
     c.version.slice(0, 12) || '-',
     c.outdated ? '⚠ Update Available' : '✓ Latest',
     c.restarts,
-    c.reason ?? '',
+    // Ready (still routed) but failing its check: said, or the table would read all is well.
+    [c.failing ? `${c.failing} failing ${c.failing === 1 ? 'its' : 'their'} check` : '', c.reason ?? ''].filter(Boolean).join('; '),
   ]);
   process.stdout.write(renderTable(['CELL', 'KIND', 'STATE', 'READY', 'PID', 'VERSION', 'OUTDATED', 'RESTARTS', 'REASON'], rows) + '\n');
   if (opts.verbose) {

@@ -91,7 +91,8 @@ export async function waitHealthy(client: ApiClient, cells: string[], timeoutMs:
     // A job some cell waits to see complete is done once it has, not while it runs.
     // Ready but failing its check (a check an apply changed, say) is not healthy: wait for it to
     // pass again, or to be restarted.
-    const notReady = app.filter((c) => !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances && !c.failing)));
+    // A cell scaled to 0 (before or during this command) has nothing to wait for.
+    const notReady = app.filter((c) => c.instances > 0 && !c.completed && (c.runs_to_completion || !(c.state === 'ready' && c.ready >= c.instances && !c.failing)));
     // Done: which of them are one-shot jobs whose run completed (not "healthy": they run no more).
     if (notReady.length === 0) return { completed: app.filter((c) => c.completed).map((c) => c.name) };
     const failed = notReady.filter((c) => c.state === 'failed');

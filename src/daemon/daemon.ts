@@ -88,9 +88,11 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 /** A health check as `cell health` names it (`-` for an instance no longer in the manifest). */
 function describeCheck(spec: HealthSpec | undefined): string {
   if (!spec) return '-';
-  if (spec.kind === 'http') return `http ${spec.path}`;
+  // The port only when it is not the instance's own ($PORT, the default).
+  const port = 'port' in spec && typeof spec.port === 'number' ? ` port ${spec.port}` : '';
+  if (spec.kind === 'http') return `http ${spec.path}${port}`;
   if (spec.kind === 'exec') return `exec ${spec.command}`;
-  return spec.kind;
+  return `${spec.kind}${port}`;
 }
 
 /**

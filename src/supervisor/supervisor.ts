@@ -677,7 +677,15 @@ export class Supervisor {
    */
   async probeReadyNow(cell: string): Promise<void> {
     const keys = [...this.records.values()].filter((r) => r.cell === cell && r.state === 'ready' && r.pid !== null).map((r) => instanceKey(r.cell, r.index));
-    await Promise.all(keys.filter((key) => !this.probesInFlight.has(key)).map((key) => this.runProbe(key, 0)));
+    // Out of the round of the old interval: the probe's result puts each in the new one's.
+    for (const key of keys) this.leaveRound(key);
+    await Promise.all(
+      keys.map((key) => {
+        if (!this.probesInFlight.has(key)) return this.runProbe(key, 0);
+        // A probe of the old check is in flight: its result takes it back into a round.
+        return Promise.resolve();
+      }),
+    );
   }
 
   private async runProbe(key: string, ramp: number): Promise<void> {

@@ -312,6 +312,8 @@ cells:
   assert.equal(none.reason, 'scaled to 0 instances');
   // Its log is still there to read, as with no daemon running.
   assert.match(await mesh.ok(['logs', 'web']), /http-server got SIGTERM, closing/);
+  // Nothing to wait for when it is restarted at 0.
+  assert.match(await mesh.ok(['restart', 'web', '--timeout', '20s']), /restarted: web/);
   await mesh.ok(['scale', 'web', '1']);
   await waitUntil('web.0 serves again through the gateway', async () => (await answering(3)).join() === 'ok web.0');
 });
@@ -479,10 +481,12 @@ cells:
   assert.match(await mesh.ok(['up']), /mesh up: 1 cell healthy/);
   assert.equal((await mesh.ps()).find((p) => p.cell === 'api')!.pid, pid);
   // One that fails: not reported healthy.
-  mesh.writeManifest(manifest('{ exec: "exit 1", interval: 1s, retries: 3, grace: 2s }'));
+  mesh.writeManifest(manifest('{ exec: "exit 1", interval: 1s, retries: 10, grace: 2s }'));
   const up = await mesh.cell(['up', '--timeout', '2s']);
   assert.equal(up.code, 1, up.stdout);
   assert.match(up.stderr, /^cell: not healthy after 2s: api \(/m);
+  const table = await mesh.ok(['status']);
+  assert.match(table, /^api .*1 failing its check/m, table);
 });
 
 test('e2e commands - down also ends a cell\'s child that left its process group (setsid)', async () => {
