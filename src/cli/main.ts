@@ -161,7 +161,7 @@ program
     if (opts.json) printJson({ stopped: result.stopped, sequence: result.sequence, warnings: result.warnings ?? [] });
     else process.stdout.write(`mesh down: stopped ${result.stopped.length} cell${result.stopped.length === 1 ? '' : 's'} and the daemon\n`);
     // Every process is stopped, but the state on disk may not say so (a full disk).
-    for (const warning of result.warnings ?? []) process.stderr.write(`cell: warning: ${warning}\n`);
+    for (const warning of result.warnings ?? []) process.stderr.write(`cell: warning: ${printable(warning)}\n`);
   });
 
 /** Whether process `pid` still runs (a zombie has ended; its parent has yet to reap it). */
