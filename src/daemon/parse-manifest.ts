@@ -94,9 +94,10 @@ export class ManifestParser {
   private parseFresh(file: string): Promise<MeshSpec> {
     const warm = this.warm;
     this.warm = null;
-    // A warm parser may be on its way out after its idle timeout: then parse in a fresh one.
-    if (warm) return this.parseIn(warm, file).catch((err) => (err instanceof ParserGoneError ? this.parseIn(this.start(), file) : Promise.reject(err)));
-    return this.parseIn(this.start(), file);
+    // A warm parser may be on its way out after its idle timeout: then parse in a fresh one. A
+    // fresh one gone without an answer (seen once in CI, with two `cell up` at once) gets one
+    // more try too.
+    return this.parseIn(warm ?? this.start(), file).catch((err) => (err instanceof ParserGoneError ? this.parseIn(this.start(), file) : Promise.reject(err)));
   }
 
   /** Stops a warm parser that was never used (daemon shutdown). */
