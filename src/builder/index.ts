@@ -45,7 +45,10 @@ export function sourceFileCount(spec: Pick<CellSpec, 'cwd' | 'source'>): number 
   return sourceHasher.sourceFileCount(spec);
 }
 
-/** How long a build may run when the manifest does not say (`build_timeout`). */
+/**
+ * How long a build may run when its spec does not say (`build_timeout`; the same as DEFAULTS in
+ * manifest/schema.ts, not imported: that module would bring zod into the daemon).
+ */
 const DEFAULT_BUILD_TIMEOUT_MS = 10 * 60_000;
 
 /** Runs a cell's `build` command in its cwd, output appended to `logFile`. Rejects with BuildError. */

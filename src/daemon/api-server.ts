@@ -61,16 +61,24 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   });
 }
 
+/**
+ * `body[field]`, undefined when absent. A null is refused: `{"cell": null}` (a script's unset
+ * variable) is no "no cell", which would mean every cell.
+ */
+function fieldValue(body: Record<string, unknown>, field: string): unknown {
+  const value = body[field];
+  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
+  return value;
+}
+
 function stringField(body: Record<string, unknown>, field: string, required: true): string;
 function stringField(body: Record<string, unknown>, field: string, required?: false): string | undefined;
 function stringField(body: Record<string, unknown>, field: string, required = false): string | undefined {
-  const value = body[field];
+  const value = fieldValue(body, field);
   if (value === undefined) {
     if (required) throw new BadRequestError(`missing field "${field}"`, field);
     return undefined;
   }
-  // `{"cell": null}` (a script's unset variable) is no "no cell": that would mean every cell.
-  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   if (typeof value !== 'string') throw new BadRequestError(`field "${field}" must be a string, got ${typeof value}`, field);
   // An empty name is a caller's unset variable, never "every cell".
   if (value === '') throw new BadRequestError(`field "${field}" is empty`, field);
@@ -91,18 +99,16 @@ function onlyFields(body: Record<string, unknown>, fields: readonly string[]): R
 
 /** `true`, `false`, or absent; anything else (`"yes"`, `1`, null) is a bad request, never read as false. */
 function booleanField(body: Record<string, unknown>, field: string): boolean | undefined {
-  const value = body[field];
+  const value = fieldValue(body, field);
   if (value === undefined) return undefined;
-  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   if (typeof value !== 'boolean') throw new BadRequestError(`field "${field}" must be true or false, got ${typeof value} ${shortJson(value)}`, field);
   return value;
 }
 
 /** A finite number from `min` up, or absent; a string of digits is not a number. */
 function numberField(body: Record<string, unknown>, field: string, opts: { min: number; isInteger?: boolean }): number | undefined {
-  const value = body[field];
+  const value = fieldValue(body, field);
   if (value === undefined) return undefined;
-  if (value === null) throw new BadRequestError(`field "${field}" is null (leave it out instead)`, field);
   const kind = opts.isInteger ? 'an integer' : 'a number';
   if (typeof value !== 'number' || !Number.isFinite(value) || (opts.isInteger && !Number.isInteger(value)) || value < opts.min) {
     throw new BadRequestError(`field "${field}" must be ${kind} >= ${opts.min}, got ${typeof value} ${shortJson(value)}`, field);

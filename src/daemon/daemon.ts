@@ -86,6 +86,14 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 }
 
 /** A health check as `cell health` names it (`-` for an instance no longer in the manifest). */
+/**
+ * A manifest's `logs` settings, or before any manifest the manifest's defaults (DEFAULTS in
+ * manifest/schema.ts, not imported: that module would bring zod into the daemon).
+ */
+function logSettings(logs: MeshSpec['logs'] | undefined): MeshSpec['logs'] {
+  return logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+}
+
 function describeCheck(spec: HealthSpec | undefined): string {
   if (!spec) return '-';
   // The port only when it is not the instance's own ($PORT, the default).
@@ -503,7 +511,7 @@ export class Daemon {
       this.log.info({ cell: spec.name, version }, 'building');
       const logFile = join(this.paths.logs, `${spec.name}.build.log`);
       // The settings of the manifest being applied, not the last one's.
-      const logs = logsConfig ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+      const logs = logSettings(logsConfig);
       try {
         rotateIfLarger(logFile, logs.maxBytes, logs.keep);
       } catch (err) {
@@ -727,7 +735,7 @@ export class Daemon {
 
   /** Rotates the instance logs that are due (see RotationSchedule); returns the delay to the next check. */
   private rotateLogs(): number {
-    const logs = this.manifest?.logs ?? { maxBytes: 10 * 1024 * 1024, keep: 3 };
+    const logs = logSettings(this.manifest?.logs);
     const now = this.now();
     const files = this.supervisor.instances().map((rec) => instanceLogFile(this.paths, rec.cell, rec.index));
     return Math.max(RotationSchedule.MIN_MS, this.logRotation.run(files, now, logs.maxBytes, logs.keep) - now);
@@ -1225,14 +1233,17 @@ export class Daemon {
   graphData(): { nodes: { cell: string; instances: number }[]; edges: { from: string; to: string; condition: 'healthy' | 'completed' }[] } {
     const graph = this.graph();
     const nodes = graph.names.map((cell) => ({ cell, instances: this.supervisor.desiredCells.get(cell)?.spec.instances ?? 0 }));
-    const edges = graph.names.flatMap((from) =>
-      graph.dependenciesOf(from).map((to) => ({ from, to, condition: this.supervisor.desiredCells.get(from)?.spec.awaitsCompletionOf?.includes(to) ? ('completed' as const) : ('healthy' as const) })),
-    );
+    const edges = graph.names.flatMap((from) => graph.dependenciesOf(from).map((to) => ({ from, to, condition: this.awaitsCompletion(from, to) ? ('completed' as const) : ('healthy' as const) })));
     return { nodes, edges };
   }
 
   renderGraph(format: GraphFormat): string {
-    return renderGraph(this.graph(), format, (dependent, dep) => (this.supervisor.desiredCells.get(dependent)?.spec.awaitsCompletionOf?.includes(dep) ? 'completed' : undefined));
+    return renderGraph(this.graph(), format, (dependent, dep) => (this.awaitsCompletion(dependent, dep) ? 'completed' : undefined));
+  }
+
+  /** Whether `dependent` waits for `dep`'s one-shot run to complete, not for it to be healthy. */
+  private awaitsCompletion(dependent: string, dep: string): boolean {
+    return this.supervisor.desiredCells.get(dependent)?.spec.awaitsCompletionOf?.includes(dep) === true;
   }
 
   instanceLogFiles(cell: string): { instance: number; file: string }[] {

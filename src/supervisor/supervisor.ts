@@ -135,8 +135,7 @@ export class Supervisor {
   private readonly usedPorts = new Set<number>();
   private readonly ports: PortAllocator;
   private tickQueued = false;
-  /** While the store refuses writes (see storeFailed): whether that was said, and the next attempt. */
-  private storeUnwritable = false;
+  /** While the store refuses writes (see storeFailed): its last error; null while it takes them. */
   private storeError: string | null = null;
   /** Ended instances whose escapees the next sweep looks for, by key: their process's start and end (ticks since boot). */
   private readonly endedInstances = new Map<string, Omit<EndedInstance, 'sparedGroup'>>();
@@ -1080,11 +1079,9 @@ export class Supervisor {
    * instead would end the daemon from inside an exit or a probe, and no cell would be watched.
    */
   private storeFailed(err: unknown): void {
+    const first = this.storeError === null;
     this.storeError = err instanceof Error ? err.message : String(err);
-    if (!this.storeUnwritable) {
-      this.storeUnwritable = true;
-      this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'cannot write the state store; supervising from memory, writing every record again each second');
-    }
+    if (first) this.o.log.error({ err: this.storeError }, 'cannot write the state store; supervising from memory, writing every record again each second');
     if (this.cancelStoreRetry || this.detached) return;
     this.cancelStoreRetry = this.o.clock.setTimer(STORE_RETRY_MS, () => {
       this.cancelStoreRetry = null;
@@ -1101,7 +1098,6 @@ export class Supervisor {
       this.storeFailed(again);
       return false;
     }
-    this.storeUnwritable = false;
     this.storeError = null;
     this.o.log.info({ records: ops.length }, 'the state store takes writes again: every record written');
     return true;
@@ -1114,7 +1110,7 @@ export class Supervisor {
   finalStoreError(): string | null {
     this.cancelStoreRetry?.();
     this.cancelStoreRetry = null;
-    if (this.storeUnwritable && !this.writeAllRecords()) return this.storeError;
+    if (this.storeError !== null && !this.writeAllRecords()) return this.storeError;
     return null;
   }
 

@@ -236,28 +236,41 @@ test('logs - RotationSchedule checks a quiet file every 10 s and a filling one o
   assert.equal(schedule.run([quiet], now + 5000, MB, 2), 111_000);
 });
 
-test('logs - followFile reads the end of what it followed from the rotated copy, then goes on in the new file', async (t) => {
-  const dir = tempDir(t);
-  const file = join(dir, 'follow.log');
-  writeFileSync(file, '');
+/**
+ * A follower of `file` that has seen its first line, "one", and is idle: woken only by the file's
+ * own events (no poll), so none of its reads is in flight (on the thread pool, beside a test's
+ * synchronous writes) when the rotations after this happen.
+ */
+async function idleFollowerAfterOne(t: TestContext, file: string): Promise<{ seen: () => string; stop: () => Promise<void> }> {
   const controller = new AbortController();
   t.after(() => controller.abort());
   let seen = '';
-  // No poll: only the file's own events wake the follower, so none of its reads is in flight
-  // (on the thread pool, beside the synchronous writes below) when the rotation happens.
   const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 60_000 });
   await new Promise((r) => setTimeout(r, 50));
   appendFileSync(file, 'one\n');
   await waitFor('one', () => seen === 'one\n');
+  // Its last read and stat of that wake-up done (they run on the thread pool, slow on a loaded machine).
   await new Promise((r) => setTimeout(r, 500));
+  return {
+    seen: () => seen,
+    stop: async () => {
+      controller.abort();
+      await following;
+    },
+  };
+}
+
+test('logs - followFile reads the end of what it followed from the rotated copy, then goes on in the new file', async (t) => {
+  const file = join(tempDir(t), 'follow.log');
+  writeFileSync(file, '');
+  const follower = await idleFollowerAfterOne(t, file);
   // Written and rotated before the follower wakes up: "two" and "thr" are only in the copy.
   appendFileSync(file, 'two\nthr');
   assert.equal(rotateIfLarger(file, 1, 2), true);
   appendFileSync(file, 'ee\nfour\n');
-  await waitFor('four', () => seen.includes('four\n'));
-  assert.equal(seen, 'one\ntwo\nthree\nfour\n');
-  controller.abort();
-  await following;
+  await waitFor('four', () => follower.seen().includes('four\n'));
+  assert.equal(follower.seen(), 'one\ntwo\nthree\nfour\n');
+  await follower.stop();
 });
 
 test('logs - a file far over its limit (a cell writing faster than rotation) is copied from its last 4 x max_size (16 MiB at least) only, and the copy says what was dropped', (t) => {
@@ -288,20 +301,10 @@ test('logs - readLastLines with endAt reads the file as if it ended there (a fol
 });
 
 test('logs - followFile reads back through every copy made by several rotations between two of its reads', async (t) => {
-  const dir = tempDir(t);
-  const file = join(dir, 'fast.log');
+  const file = join(tempDir(t), 'fast.log');
   writeFileSync(file, '');
   writeFileSync(`${file}.1`, 'older copy\n');
-  const controller = new AbortController();
-  t.after(() => controller.abort());
-  let seen = '';
-  // As above: only the file's own events wake the follower, after all the synchronous work below.
-  const following = followFile(file, (text) => (seen += text), controller.signal, { pollMs: 60_000 });
-  await new Promise((r) => setTimeout(r, 50));
-  appendFileSync(file, 'one\n');
-  await waitFor('one', () => seen === 'one\n');
-  // Its last read and stat of that wake-up done (they run on the thread pool, slow on a loaded machine).
-  await new Promise((r) => setTimeout(r, 500));
+  const follower = await idleFollowerAfterOne(t, file);
   // Three rotations before the follower wakes: the rest of its file is now in `.3`.
   appendFileSync(file, 'two\n');
   assert.equal(rotateIfLarger(file, 1, 5), true);
@@ -310,8 +313,7 @@ test('logs - followFile reads back through every copy made by several rotations 
   appendFileSync(file, 'four\n');
   assert.equal(rotateIfLarger(file, 1, 5), true);
   appendFileSync(file, 'five\n');
-  await waitFor('five', () => seen.includes('five\n'));
-  assert.equal(seen, 'one\ntwo\nthree\nfour\nfive\n', 'each line once, in order, and nothing of the copy older than the follow');
-  controller.abort();
-  await following;
+  await waitFor('five', () => follower.seen().includes('five\n'));
+  assert.equal(follower.seen(), 'one\ntwo\nthree\nfour\nfive\n', 'each line once, in order, and nothing of the copy older than the follow');
+  await follower.stop();
 });
