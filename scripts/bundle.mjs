@@ -7,7 +7,7 @@
 // Paths that code computes from import.meta.url stay right because every bundle lands at the
 // depth of its entry (dist/<part>/<file>.js) and such paths are written as '../<part>/<file>.js'.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,3 +47,8 @@ await build({
   allowOverwrite: true,
   logLevel: 'warning',
 });
+
+// Plain JavaScript that tsc does not emit: the warm spare's prelude (src/supervisor/warm-node.ts
+// finds it beside itself, in src when tests run the sources, in dist when the build runs).
+mkdirSync(join(root, 'dist', 'supervisor'), { recursive: true });
+copyFileSync(join(root, 'src', 'supervisor', 'warm-node-prelude.cjs'), join(root, 'dist', 'supervisor', 'warm-node-prelude.cjs'));

@@ -14,10 +14,19 @@ export interface InstanceProcess {
 }
 
 /**
+ * Marks a process booted as a warm spare (supervisor/warm-node.ts). Its /proc environ stays the
+ * spare's after it becomes an instance's program, so it carries CELL_HOME and this, not CELL_NAME.
+ */
+export const WARM_SPARE_VAR = 'CELL_WARM_SPARE';
+/** The `cell` of a process found by WARM_SPARE_VAR: which instance it became is not in /proc. */
+export const WARM_STARTED = '(warm-started)';
+
+/**
  * The live processes that carry `home`'s CELL_HOME and a cell instance's CELL_NAME and
  * CELL_INSTANCE in their environment: every instance has them, and its children inherit them.
  * What the daemon finds strays with, and what `cell down` falls back on when the daemon and
- * control-plane.json are both gone. Linux /proc; processes not ours to read are skipped. With
+ * control-plane.json are both gone. Also processes started from a warm spare (cell WARM_STARTED,
+ * instance '?'): a spare no daemon waits on has ended, so one alive is a program. Linux /proc; processes not ours to read are skipped. With
  * `startedFromTicks`, only processes started at that clock tick after boot or later.
  */
 export function instanceProcessesOfHome(home: string, startedFromTicks = 0): InstanceProcess[] {
@@ -39,9 +48,14 @@ export function instanceProcessesOfHome(home: string, startedFromTicks = 0): Ins
       if (state === 'Z' || state === 'X' || state === 'x' || startTicks < startedFromTicks) continue;
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       if (!environ.includes(homeVar)) continue;
-      const cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice('CELL_NAME='.length);
-      const instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice('CELL_INSTANCE='.length);
-      if (cell === undefined || instance === undefined) continue;
+      let cell = environ.find((e) => e.startsWith('CELL_NAME='))?.slice('CELL_NAME='.length);
+      let instance = environ.find((e) => e.startsWith('CELL_INSTANCE='))?.slice('CELL_INSTANCE='.length);
+      if (cell === undefined || instance === undefined) {
+        // A program started from a warm spare: its environ is the spare's, which names no cell.
+        if (!environ.includes(`${WARM_SPARE_VAR}=1`)) continue;
+        cell = WARM_STARTED;
+        instance = '?';
+      }
       found.push({ pid, ppid: Number(fields[1]), pgrp: Number(fields[2]), cell, instance, startTicks });
     } catch {
       // Gone meanwhile, or not ours to read.

@@ -115,6 +115,8 @@ export class Daemon {
   readonly log: pino.Logger;
   store!: Store;
   supervisor!: Supervisor;
+  /** Starts, signals and watches the processes; it keeps a warm spare of its own (closed with the daemon). */
+  private driver!: ProcessDriver;
   registry!: Registry;
   events!: EventLog;
   private controlPlane!: ControlPlaneFile;
@@ -198,8 +200,9 @@ export class Daemon {
 
     // 2. supervisor: desired state from the store, then readopt what still runs.
     this.registry = new Registry(this.store, 15_000);
+    this.driver = this.o.driver ?? new ChildProcessDriver({ log: (level, fields, message) => this.log[level](fields, message) });
     this.supervisor = new Supervisor({
-      driver: this.o.driver ?? new ChildProcessDriver(),
+      driver: this.driver,
       store: this.store,
       clock: this.o.clock,
       registry: this.registry,
@@ -666,6 +669,8 @@ export class Daemon {
     const levels = graph.levels().reverse();
     const order = levels.flat();
     const orphanCells = [...new Set(this.supervisor.orphans().map((r) => r.cell))];
+    // The warm spare first: it would be taken for a stray below, and nothing restarts now.
+    this.driver.close?.();
     await this.supervisor.stopAll([...levels, orphanCells, ['gateway']], 'cell down', { endsRun: true });
     // No orphan left: not even a cell's child that left its instance's process group.
     await this.supervisor.endStrays();
@@ -684,6 +689,7 @@ export class Daemon {
     this.buildsAbort.abort();
     this.manifests.close();
     this.supervisor.detach();
+    this.driver?.close?.();
     for (const cancel of this.timers) cancel();
     this.versionTimerCancel?.();
     const warnings: string[] = [];

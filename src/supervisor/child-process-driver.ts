@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type { ExitInfo, ProcessDriver, ProcessHandle, SpawnRequest } from './driver.js';
 import { SignalError, SpawnError } from './errors.js';
 import { isDeadState, readProcStat } from './proc.js';
+import { DEFAULT_WARM_SPARES, WarmNodeSpares, warmPlan, type SpareLog, type WarmSpareOptions } from './warm-node.js';
 
 /** How often an adopted process (not our child, so no 'exit' event) is checked for being gone. */
 export const ADOPT_POLL_MS = 250;
@@ -192,9 +193,31 @@ function skipDollar(s: string, i: number): number {
   return -1;
 }
 
+export interface ChildProcessDriverOptions {
+  /** Warm spares for failure restarts of node programs (see warm-node.ts); false: always cold. */
+  warmSpares?: WarmSpareOptions | false;
+  log?: SpareLog;
+}
+
 export class ChildProcessDriver implements ProcessDriver {
+  private readonly spares: WarmNodeSpares | null;
+
+  constructor(o: ChildProcessDriverOptions = {}) {
+    this.spares = o.warmSpares === false ? null : new WarmNodeSpares(o.warmSpares ?? DEFAULT_WARM_SPARES, o.log);
+  }
+
+  /** The warm spare ready for work, if any. */
+  get warmSparePid(): number | null {
+    return this.spares?.readySparePid ?? null;
+  }
+
+  close(): void {
+    this.spares?.close();
+  }
+
   /**
-   * Starts the command (directly when it needs no shell, see directArgv; else through
+   * Starts the command (from a warm spare when it follows a failure and a spare can become it,
+   * see warm-node.ts; else directly when it needs no shell, see directArgv; else through
    * `/bin/sh -c`, see shellLine) detached (setsid: its own session and process group, so
    * it outlives the daemon and a group signal reaches its descendants). The log file is opened
    * O_APPEND, so copytruncate rotation leaves the child's later writes at the start of the file.
@@ -223,9 +246,26 @@ export class ChildProcessDriver implements ProcessDriver {
       return Promise.reject(fail(cause, `cannot open log file ${req.logFile}: ${(cause as Error).message}`));
     }
 
+    const argv = directArgv(req.command, req.env);
+    const plan = this.spares && req.afterFailure && argv ? warmPlan(argv, req) : null;
+    if (!plan) return this.spawnCold(req, argv, fd);
+    // The spare opens the log itself; this open only checked that it can be.
+    closeSync(fd);
+    return this.spares!.take(plan, req, argv!).then((handle) => handle ?? this.spawnCold(req, argv, null));
+  }
+
+  /** A start of our own: `fd` is the log file opened for it, or null to open it here. */
+  private spawnCold(req: SpawnRequest, argv: string[] | null, logFd: number | null): Promise<ProcessHandle> {
+    const fail = (cause: unknown, reason?: string) => new SpawnError(req, { cause, reason });
+    let fd: number;
+    try {
+      fd = logFd ?? openSync(req.logFile, 'a');
+    } catch (cause) {
+      return Promise.reject(fail(cause, `cannot open log file ${req.logFile}: ${(cause as Error).message}`));
+    }
+
     return new Promise<ProcessHandle>((resolve, reject) => {
       let child: ChildProcess;
-      const argv = directArgv(req.command, req.env);
       try {
         child = spawnChild(argv ? argv[0] : '/bin/sh', argv ? argv.slice(1) : ['-c', shellLine(req.command)], {
           cwd: req.cwd,

@@ -13,6 +13,11 @@ export interface SpawnRequest {
   env: Record<string, string>;
   /** stdout and stderr are appended straight to this file (no pipe through the daemon). */
   logFile: string;
+  /**
+   * The start follows a failure of the instance (a crash, a failed check): the driver may start
+   * it from a warm spare, and keeps one ready for the next failure a while.
+   */
+  afterFailure?: boolean;
 }
 
 export interface ExitInfo {
@@ -34,6 +39,8 @@ export interface ProcessHandle {
    * group id) may be another program's already.
    */
   readonly adopted?: boolean;
+  /** Started from a warm spare (see warm-node.ts): node had booted before the start was asked for. */
+  readonly warm?: boolean;
 }
 
 export interface ProcessDriver {
@@ -50,4 +57,6 @@ export interface ProcessDriver {
   isAlive(pid: number, startTicks: number): boolean;
   /** True while any process of the group led by `pgid` exists. */
   groupAlive(pgid: number): boolean;
+  /** Ends what the driver itself keeps running (a warm spare); instances are left alone. */
+  close?(): void;
 }

@@ -467,6 +467,7 @@ export class Supervisor {
           cwd: spec.cwd,
           env: this.instanceEnv(spec, index, port),
           logFile: this.o.logFileOf(cell, index),
+          afterFailure: rec.failures > 0,
         });
       });
       if (!handle) {
@@ -487,7 +488,7 @@ export class Supervisor {
       const current = this.records.get(key)!;
       this.update({ ...current, pid: handle.pid, startTicks: handle.startTicks });
       this.attach(key, handle);
-      this.o.log.info({ cell, instance: index, pid: handle.pid, port }, 'started instance');
+      this.o.log.info({ cell, instance: index, pid: handle.pid, port, ...(handle.warm ? { warm: true } : {}) }, 'started instance');
       this.startProbing(key, FIRST_READY_PROBE_MS);
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync, unlinkSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, unlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqliteStore } from '../../src/store/index.js';
 import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
@@ -35,6 +35,47 @@ cells:
   assert.equal((await httpGet(after.port!)).status, 200);
   const other = (await mesh.ps()).find((p) => p.cell === 'api' && p.instance === 0)!;
   assert.equal(other.restarts, 0);
+});
+
+test('e2e recovery - after a crash a warm node waits, and the next crash\'s restart becomes the instance from it: identity, log, command line; down leaves nothing', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  api:
+    run: node fixtures/service.mjs
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up']);
+  const readyAgain = async (oldPid: number) =>
+    waitUntil(`api ready again after the kill of ${oldPid}`, async () => {
+      const p = (await mesh.ps()).find((x) => x.cell === 'api')!;
+      return p.state === 'ready' && p.pid !== oldPid ? p : undefined;
+    });
+  const first = (await mesh.ps()).find((p) => p.cell === 'api')!;
+  process.kill(first.pid!, 'SIGKILL');
+  const second = await readyAgain(first.pid!);
+  const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  // The daemon says when the spare is ready to take a start (it boots just after the restart).
+  const spare = await waitUntil('a warm spare ready after the crash', async () => {
+    const ready = readFileSync(join(mesh.home, 'logs/daemon.log'), 'utf8').split('\n').find((l) => l.includes('"warm spare ready"'));
+    const pid = ready ? (JSON.parse(ready) as { spare: number }).spare : undefined;
+    return pid !== undefined && environOf(pid).includes('CELL_WARM_SPARE=1') ? pid : undefined;
+  });
+
+  process.kill(second.pid!, 'SIGKILL');
+  const third = await readyAgain(second.pid!);
+  assert.equal(third.pid, spare, 'the restart took the waiting spare');
+  assert.equal(third.restarts, 2);
+  const answer = await httpGet(third.port!);
+  assert.equal(answer.status, 200);
+  assert.deepEqual(JSON.parse(answer.body), { cell: 'api', instance: 0, pid: spare });
+  assert.equal(readFileSync(`/proc/${spare}/cmdline`, 'utf8').replace(/\0+$/, ''), 'node fixtures/service.mjs');
+  const stat = readFileSync(`/proc/${spare}/stat`, 'utf8');
+  assert.equal(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2], String(spare), 'it leads its own process group');
+  const logs = await mesh.ok(['logs', 'api', '-n', '50']);
+  assert.equal(logs.match(new RegExp(`api\\.0 listening on ${third.port}`, 'g'))?.length, 3, logs);
+
+  await mesh.ok(['down']);
+  assert.deepEqual(processesOfHome(mesh.home), [], 'no instance and no spare left');
 });
 
 test('e2e recovery - a crash loop backs off, fails, pauses its dependents, and all recover once fixed', async () => {
@@ -72,7 +113,6 @@ cells:
   assert.match(db.reason!, /crash loop: 5 failures in a row, last: exit code 3/);
   for (const name of ['api', 'web']) assert.equal(failed.cells.find((c) => c.name === name)!.state, 'paused', `${name} paused while db is down`);
   // A paused dependent is stopped (SIGSTOP), not killed: same pid, state T.
-  const { readFileSync } = await import('node:fs');
   const stat = readFileSync(`/proc/${api.pid}/stat`, 'utf8');
   assert.equal(stat.slice(stat.lastIndexOf(')') + 2)[0], 'T');
 
