@@ -62,12 +62,15 @@ function ownNodeBinary(): string {
   return ownNode;
 }
 
-const resolvedPrograms = new Map<string, string | null>();
+/** Resolutions of a command word, kept a minute: a node installed or switched meanwhile is seen. */
+const resolvedPrograms = new Map<string, { path: string | null; at: number }>();
+const RESOLUTION_TTL_MS = 60_000;
 
 /** The real path of the program `argv0` names, as execvp would find it with this PATH and cwd. */
 function resolveProgram(argv0: string, path: string, cwd: string): string | null {
   const cacheKey = `${argv0}\0${argv0.includes('/') ? cwd : path}`;
-  if (resolvedPrograms.has(cacheKey)) return resolvedPrograms.get(cacheKey)!;
+  const cached = resolvedPrograms.get(cacheKey);
+  if (cached && Date.now() - cached.at < RESOLUTION_TTL_MS) return cached.path;
   let found: string | null = null;
   const candidates = argv0.includes('/') ? [isAbsolute(argv0) ? argv0 : resolve(cwd, argv0)] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, argv0));
   for (const candidate of candidates) {
@@ -80,7 +83,7 @@ function resolveProgram(argv0: string, path: string, cwd: string): string | null
     }
   }
   if (resolvedPrograms.size > 256) resolvedPrograms.clear();
-  resolvedPrograms.set(cacheKey, found);
+  resolvedPrograms.set(cacheKey, { path: found, at: Date.now() });
   return found;
 }
 
