@@ -234,7 +234,9 @@ cells:
   follow.stdout.on('data', (d) => (followed += d));
   const logs = join(mesh.home, 'logs');
   const current = join(logs, 'spam.0.log');
-  const onDisk = () => readdirSync(logs).filter((f) => f.startsWith('spam.0.log')).reduce((sum, f) => sum + statSync(join(logs, f)).size, 0);
+  // A copy may go between the listing and its stat (a rotation drops the oldest): it holds nothing then.
+  const sizeOf = (file: string) => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  const onDisk = () => readdirSync(logs).filter((f) => f.startsWith('spam.0.log')).reduce((sum, f) => sum + sizeOf(join(logs, f)), 0);
   let largest = 0;
   const until = Date.now() + 6000;
   while (Date.now() < until) {
