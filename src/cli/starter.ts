@@ -34,6 +34,7 @@ cells:
       max_backoff: 60s
       max_retries: 5      # restarts after failures in a row; one more failure marks it failed
       reset_after: 30s    # ready this long, a run's crash starts a new count
+      warm: true          # a node program's restart after a crash may skip node's boot (a warm spare)
     stop:
       signal: SIGTERM     # then SIGTERM after timeout, SIGKILL after kill_after
       timeout: 5s

@@ -324,6 +324,7 @@ function toCellSpec(name: string, cell: RawCell, dir: string): CellSpec {
       maxBackoffMs: cell.restart.max_backoff ?? Math.max(DEFAULTS.restart.maxBackoffMs, cell.restart.backoff),
       maxRetries: cell.restart.max_retries,
       resetAfterMs: cell.restart.reset_after,
+      warm: cell.restart.warm,
     },
     stop: { signal: cell.stop.signal, timeoutMs: cell.stop.timeout, killAfterMs: cell.stop.kill_after },
     source: [...cell.source],

@@ -30,7 +30,7 @@ export const DEFAULTS = {
   logKeep: 3,
   instances: 1,
   health: { intervalMs: 5_000, timeoutMs: 2_000, retries: 3, graceMs: 30_000 },
-  restart: { policy: 'always' as const, backoffMs: 2_000, maxBackoffMs: 60_000, maxRetries: 5, resetAfterMs: 30_000 },
+  restart: { policy: 'always' as const, backoffMs: 2_000, maxBackoffMs: 60_000, maxRetries: 5, resetAfterMs: 30_000, warm: true },
   buildTimeoutMs: 10 * 60_000,
   stop: { signal: 'SIGTERM' as const, timeoutMs: 5_000, killAfterMs: 2_000 },
   httpPath: '/',
@@ -247,6 +247,8 @@ export const restartObject = z.strictObject({
   max_backoff: duration().optional(),
   max_retries: integer(0).default(DEFAULTS.restart.maxRetries),
   reset_after: duration().default(DEFAULTS.restart.resetAfterMs),
+  // A failure restart of a node program may start from a warm spare (supervisor/warm-node.ts).
+  warm: z.boolean().default(DEFAULTS.restart.warm),
 });
 
 const restart = restartObject.superRefine((r, ctx) => {

@@ -35,6 +35,11 @@ export interface RestartSpec {
   maxRetries: number;
   /** Time an instance must stay ready for its failure count to reset. */
   resetAfterMs: number;
+  /**
+   * A failure restart of a node program may start from a warm spare (supervisor/warm-node.ts);
+   * false: always cold. Unset counts as true.
+   */
+  warm?: boolean;
 }
 
 export interface StopSpec {

@@ -14,8 +14,9 @@ export interface SpawnRequest {
   /** stdout and stderr are appended straight to this file (no pipe through the daemon). */
   logFile: string;
   /**
-   * The start follows a failure of the instance (a crash, a failed check): the driver may start
-   * it from a warm spare, and keeps one ready for the next failure a while.
+   * The start follows a failure of the instance (a crash, a failed check) and its cell allows a
+   * warm start (`restart.warm`): the driver may start it from a warm spare, and keeps one ready
+   * for the next failure a while.
    */
   afterFailure?: boolean;
 }

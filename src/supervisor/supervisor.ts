@@ -467,7 +467,7 @@ export class Supervisor {
           cwd: spec.cwd,
           env: this.instanceEnv(spec, index, port),
           logFile: this.o.logFileOf(cell, index),
-          afterFailure: rec.failures > 0,
+          afterFailure: rec.failures > 0 && spec.restart.warm !== false,
         });
       });
       if (!handle) {

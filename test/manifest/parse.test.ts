@@ -27,7 +27,7 @@ test('manifest parse - a minimal manifest gets every default', () => {
         awaitsCompletionOf: [],
         instances: 1,
         health: { kind: 'process', intervalMs: 5000, timeoutMs: 2000, retries: 3, graceMs: 30000 },
-        restart: { policy: 'always', backoffMs: 2000, maxBackoffMs: 60000, maxRetries: 5, resetAfterMs: 30000 },
+        restart: { policy: 'always', backoffMs: 2000, maxBackoffMs: 60000, maxRetries: 5, resetAfterMs: 30000, warm: true },
         stop: { signal: 'SIGTERM', timeoutMs: 5000, killAfterMs: 2000 },
         source: [],
       },
@@ -58,7 +58,7 @@ cells:
     run: node api.js
     depends_on: [db]
     instances: 3
-    restart: { policy: on-failure, backoff: 500ms, max_backoff: 10s, max_retries: 0, reset_after: 1m30s }
+    restart: { policy: on-failure, backoff: 500ms, max_backoff: 10s, max_retries: 0, reset_after: 1m30s, warm: false }
     stop: { signal: INT, timeout: 1s, kill_after: 0 }
     source: "src/**/*.ts"
     build: npm run build
@@ -73,7 +73,7 @@ cells:
   assert.deepEqual(api.dependsOn, ['db']);
   assert.deepEqual(api.awaitsCompletionOf, []);
   assert.equal(api.instances, 3);
-  assert.deepEqual(api.restart, { policy: 'on-failure', backoffMs: 500, maxBackoffMs: 10_000, maxRetries: 0, resetAfterMs: 90_000 });
+  assert.deepEqual(api.restart, { policy: 'on-failure', backoffMs: 500, maxBackoffMs: 10_000, maxRetries: 0, resetAfterMs: 90_000, warm: false });
   assert.deepEqual(api.stop, { signal: 'SIGINT', timeoutMs: 1000, killAfterMs: 0 });
   assert.deepEqual(api.source, ['src/**/*.ts']);
   assert.equal(api.build, 'npm run build');

@@ -23,7 +23,7 @@ cells:
     run: python3 -m http.server $PORT
     env: { GREETING: "hello world", QUOTED_NUMBER: "1.10", FLAG: true, EMPTY: "" }
     health: { tcp: {}, interval: 500ms, timeout: 1s, retries: 2, grace: 5s }
-    restart: { policy: on-failure, backoff: 1s, max_backoff: 8s, max_retries: 3, reset_after: 10s }
+    restart: { policy: on-failure, backoff: 1s, max_backoff: 8s, max_retries: 3, reset_after: 10s, warm: false }
     stop: { signal: SIGINT, timeout: 2s, kill_after: 1s }
   api:
     run: |

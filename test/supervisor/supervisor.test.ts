@@ -143,6 +143,18 @@ test('supervisor - crash loop: restarts at 0, 2s, 4s, 8s, 16s, then failed', asy
   assert.equal(h.driver.spawns.length, 7, 'released: started again');
 });
 
+test('supervisor - only restarts after a failure may start warm, and not for a cell with restart.warm false', async () => {
+  using h = new Harness();
+  h.driver.script('crashy', { runForMs: 10, exitCode: 1 });
+  h.driver.script('cold', { runForMs: 10, exitCode: 1 });
+  const cold = processCheck({ name: 'cold' });
+  h.supervisor.setDesired(fake.desired(processCheck({ name: 'crashy' }), { ...cold, restart: { ...cold.restart, warm: false } }));
+  await h.advance(3_000, 10);
+  const asked = (cell: string) => h.driver.spawns.filter((s) => s.cell === cell).map((s) => s.afterFailure);
+  assert.deepEqual(asked('crashy'), [false, true, true], 'the first start is no restart; each one after a crash is');
+  assert.deepEqual(asked('cold'), [false, false, false]);
+});
+
 test('supervisor - a failed cell stopped and started again on request (cell restart) gets all its retries again', async () => {
   using h = new Harness();
   h.driver.script('crashy', { runForMs: 10, exitCode: 1 });
