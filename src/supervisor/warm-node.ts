@@ -7,14 +7,17 @@
  * own, like a cold start's.
  *
  * Only for what a spare can become exactly: the daemon's own node binary running a script with
- * no node flags, in an environment that agrees with the spare's on every variable node reads
- * while it boots (NODE_OPTIONS, NODE_PATH, HOME, locale...). Anything else starts cold.
+ * no node flags and no NODE_OPTIONS (its preloads would run in the spare, before the cell's cwd
+ * and environment), in an environment that agrees with the spare's on every variable node reads
+ * while it boots (NODE_PATH, HOME, locale...). Anything else starts cold.
  *
  * A spare appears only after a failure restart (crashes come in runs: a poison request, a bad
  * dependency) and is let go after `keepMs` without another: an idle mesh pays nothing for it.
  * What a user can tell from a cold start: the program's /proc/<pid>/environ is the spare's boot
- * environment (process.env is right, and children inherit process.env), its comm is the first
- * 15 bytes of the command line, and process.uptime() counts from the spare's boot.
+ * environment (process.env is right, and children inherit process.env); /proc/<pid>/cmdline is
+ * the command line as one argument, and comm its first 15 bytes (`pgrep -x node` misses it);
+ * process.title reads as the whole line; process.uptime() and performance.now() count from the
+ * spare's boot; a stack trace from the program's first tick ends in the prelude.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, realpathSync } from 'node:fs';
@@ -49,10 +52,12 @@ export const DEFAULT_WARM_SPARES: WarmSpareOptions = { keepMs: 60_000, bootDelay
 
 /** What a spare needs to become a start: the script, and the boot environment it must match. */
 export interface WarmPlan {
+  /** The command word as written (`node`, `/usr/bin/node`): the program's process.argv0. */
+  argv0: string;
   script: string;
   args: string[];
   bootEnv: Record<string, string>;
-  /** Same key, same spare: the boot environment (the binary is always the daemon's). */
+  /** Same key, same spare: argv0 and the boot environment (the binary is always the daemon's). */
   key: string;
 }
 
@@ -94,11 +99,14 @@ function resolveProgram(argv0: string, path: string, cwd: string): string | null
  */
 export function warmPlan(argv: string[], req: Pick<SpawnRequest, 'env' | 'cwd'>): WarmPlan | null {
   if (argv.length < 2 || argv[1].startsWith('-') || argv[1] === 'inspect') return null;
+  // Its --require and --import run while node boots: in a spare, before the cell's cwd and
+  // environment are in place (a tracer or dotenv/config would read the spare's).
+  if (req.env.NODE_OPTIONS) return null;
   if (resolveProgram(argv[0], req.env.PATH ?? '', req.cwd) !== ownNodeBinary()) return null;
   const bootEnv: Record<string, string> = {};
   for (const name of Object.keys(req.env).sort()) if (BOOT_VARIABLE.test(name)) bootEnv[name] = req.env[name];
   if (req.env.CELL_HOME !== undefined) bootEnv.CELL_HOME = req.env.CELL_HOME;
-  return { script: argv[1], args: argv.slice(2), bootEnv, key: JSON.stringify(bootEnv) };
+  return { argv0: argv[0], script: argv[1], args: argv.slice(2), bootEnv, key: JSON.stringify([argv[0], bootEnv]) };
 }
 
 interface Spare {
@@ -195,7 +203,7 @@ export class WarmNodeSpares {
     let child: ChildProcess;
     try {
       child = spawn(ownNodeBinary(), [PRELUDE, `--warm-spare${' '.repeat(TITLE_ROOM)}`], {
-        argv0: 'node',
+        argv0: plan.argv0,
         cwd: '/',
         env: { ...plan.bootEnv, [WARM_SPARE_VAR]: '1' },
         detached: true,

@@ -71,16 +71,18 @@ function setup() {
 }
 
 test('warmPlan - only a plain script of the daemon\'s own node, with the boot environment picked out', () => {
-  const req = { cwd: '/', env: { PATH: process.env.PATH ?? '', HOME: '/home/x', NODE_OPTIONS: '--max-old-space-size=64', LANG: 'C', PORT: '1', CELL_NAME: 'a', CELL_HOME: '/h' } };
+  const req = { cwd: '/', env: { PATH: process.env.PATH ?? '', HOME: '/home/x', NODE_PATH: '/lib/node', LANG: 'C', PORT: '1', CELL_NAME: 'a', CELL_HOME: '/h' } };
   const plan = warmPlan(['node', 'app.js', '--port', '1'], req);
   assert.deepEqual(plan && { script: plan.script, args: plan.args, bootEnv: plan.bootEnv }, {
     script: 'app.js',
     args: ['--port', '1'],
-    bootEnv: { HOME: '/home/x', LANG: 'C', NODE_OPTIONS: '--max-old-space-size=64', CELL_HOME: '/h' },
+    bootEnv: { HOME: '/home/x', LANG: 'C', NODE_PATH: '/lib/node', CELL_HOME: '/h' },
   });
   assert.ok(warmPlan([process.execPath, 'app.js'], req), 'the binary by its path');
   assert.equal(warmPlan(['node', '--inspect', 'app.js'], req), null, 'node flags');
   assert.equal(warmPlan(['node', 'inspect', 'app.js'], req), null, 'the debugger subcommand');
+  assert.equal(warmPlan(['node', 'app.js'], { ...req, env: { ...req.env, NODE_OPTIONS: '--require ./tracer.js' } }), null, 'preloads run at boot');
+  assert.notEqual(warmPlan(['node', 'a.js'], req)!.key, warmPlan([process.execPath, 'a.js'], req)!.key, 'another argv0');
   assert.equal(warmPlan(['node'], req), null, 'no script');
   assert.equal(warmPlan(['python3', 'app.py'], req), null, 'not node');
   assert.equal(warmPlan(['node', 'app.js'], { ...req, env: { ...req.env, PATH: '/nonexistent' } }), null, 'no node on the PATH');
@@ -92,12 +94,14 @@ test('ChildProcessDriver - a failure restart from a warm spare is what a cold st
   using s = setup();
   const driver = new ChildProcessDriver({ warmSpares: { keepMs: 10_000, bootDelayMs: 20 } });
   try {
-    const cold = await driver.spawn(s.request('node view.cjs one two'));
+    // Both starts name node by its path: argv0 is the program's too.
+    const command = `${process.execPath} view.cjs one two`;
+    const cold = await driver.spawn(s.request(command));
     assert.equal(cold.warm, undefined);
     assert.deepEqual(await cold.exited, { code: 7, signal: null });
     const spare = await until('a ready spare', () => driver.warmSparePid);
 
-    const warm = await driver.spawn(s.request('node view.cjs one two'));
+    const warm = await driver.spawn(s.request(command));
     assert.equal(warm.warm, true);
     assert.equal(warm.pid, spare);
     assert.deepEqual(await warm.exited, { code: 7, signal: null });
@@ -106,7 +110,7 @@ test('ChildProcessDriver - a failure restart from a warm spare is what a cold st
     assert.equal(coldErr, 'warm-view: on stderr');
     assert.equal(warmErr, 'warm-view: on stderr', 'stderr goes to the log too');
     assert.deepEqual(JSON.parse(warmView), JSON.parse(coldView));
-    assert.equal(JSON.parse(warmView).cmdline, 'node view.cjs one two');
+    assert.equal(JSON.parse(warmView).cmdline, command);
   } finally {
     driver.close();
   }
@@ -131,8 +135,8 @@ test('ChildProcessDriver - an ES module starts warm and serves; a spare of anoth
     assert.equal(body, String(served.pid));
 
     const next = await until('the next ready spare', () => driver.warmSparePid !== served.pid && driver.warmSparePid);
-    const other = await driver.spawn(s.request('node view.cjs', { NODE_OPTIONS: '--no-warnings' }));
-    assert.equal(other.warm, undefined, 'NODE_OPTIONS is read at boot: the spare cannot be this start');
+    const other = await driver.spawn(s.request('node view.cjs', { NODE_PATH: '/nonexistent' }));
+    assert.equal(other.warm, undefined, 'NODE_PATH is read at boot: the spare cannot be this start');
     await other.exited;
     await until('the old spare let go', () => !alive(next));
   } finally {
