@@ -26,8 +26,9 @@ export const WARM_STARTED = '(warm-started)';
  * CELL_INSTANCE in their environment: every instance has them, and its children inherit them.
  * What the daemon finds strays with, and what `cell down` falls back on when the daemon and
  * control-plane.json are both gone. Also processes started from a warm spare (cell WARM_STARTED,
- * instance '?'): a spare no daemon waits on has ended, so one alive is a program. Linux /proc; processes not ours to read are skipped. With
- * `startedFromTicks`, only processes started at that clock tick after boot or later.
+ * instance '?'): a spare no daemon waits on has ended, so one alive is a program. Linux /proc;
+ * processes not ours to read are skipped. With `startedFromTicks`, only processes started at
+ * that clock tick after boot or later.
  */
 export function instanceProcessesOfHome(home: string, startedFromTicks = 0): InstanceProcess[] {
   const homeVar = `CELL_HOME=${home}`;

@@ -238,28 +238,26 @@ export class ChildProcessDriver implements ProcessDriver {
       return Promise.reject(fail(cause, `cwd ${req.cwd} does not exist or is not accessible`));
     }
 
-    let fd: number;
     try {
       mkdirSync(dirname(req.logFile), { recursive: true });
-      fd = openSync(req.logFile, 'a');
     } catch (cause) {
       return Promise.reject(fail(cause, `cannot open log file ${req.logFile}: ${(cause as Error).message}`));
     }
 
     const argv = directArgv(req.command, req.env);
     const plan = this.spares && req.afterFailure && argv ? warmPlan(argv, req) : null;
-    if (!plan) return this.spawnCold(req, argv, fd);
-    // The spare opens the log itself; this open only checked that it can be.
-    closeSync(fd);
-    return this.spares!.take(plan, req, argv!).then((handle) => handle ?? this.spawnCold(req, argv, null));
+    // The spare opens the log itself: one that cannot is refused, and the start goes cold, which
+    // reports why.
+    if (!plan) return this.spawnCold(req, argv);
+    return this.spares!.take(plan, req, argv!).then((handle) => handle ?? this.spawnCold(req, argv));
   }
 
-  /** A start of our own: `fd` is the log file opened for it, or null to open it here. */
-  private spawnCold(req: SpawnRequest, argv: string[] | null, logFd: number | null): Promise<ProcessHandle> {
+  /** A start of our own, with the log file opened here for the child. */
+  private spawnCold(req: SpawnRequest, argv: string[] | null): Promise<ProcessHandle> {
     const fail = (cause: unknown, reason?: string) => new SpawnError(req, { cause, reason });
     let fd: number;
     try {
-      fd = logFd ?? openSync(req.logFile, 'a');
+      fd = openSync(req.logFile, 'a');
     } catch (cause) {
       return Promise.reject(fail(cause, `cannot open log file ${req.logFile}: ${(cause as Error).message}`));
     }
