@@ -363,7 +363,9 @@ describe('e2e bad input', { concurrency: true }, () => {
   });
 
   test('e2e bad input - the gateway answers 404 for a cell the mesh does not have, 503 for one with no ready instance', async () => {
-    const stuck = (name: string) => `  ${name}:\n    run: node fixtures/slow-ready.mjs\n    env: { READY_AFTER_MS: "600000" }\n    health: { http: { path: / }, interval: 200ms, grace: 10m }\n`;
+    // Never ready, by an exec check: an http check on a port its program has not bound yet would
+    // pass when a concurrent test's mesh binds that port (CI saw it; see the issue's note).
+    const stuck = (name: string) => `  ${name}:\n    run: node fixtures/slow-ready.mjs\n    env: { READY_AFTER_MS: "600000" }\n    health: { exec: "false", interval: 200ms, grace: 10m }\n`;
     // A cell on its way (launching) has its requests held this long before the 503.
     const MESH = `gateway: { hold: 500ms }\n${DB_API_MESH}`;
     await using mesh = new MeshHarness(`${MESH}${stuck('stuck')}`);
