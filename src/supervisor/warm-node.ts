@@ -157,7 +157,6 @@ export class WarmNodeSpares {
       killGroup(spare.pid);
       return null;
     }
-    spare.child.unref();
     return { pid: spare.pid, startTicks: spare.startTicks, exited: spare.exited, warm: true };
   }
 
