@@ -23,7 +23,8 @@ cells:
     #   migrate: { condition: completed }   # starts once migrate has run and exited 0
     instances: 2
     health:
-      http: { path: / }   # 2xx on GET http://127.0.0.1:$PORT/
+      http: { path: / }   # 2xx on GET http://127.0.0.1:$PORT/, from a listener of this instance's own
+                          # processes (docker-proxy's for \`docker run -p $PORT:80\` is not: use exec)
       interval: 1s
       timeout: 500ms
       retries: 3          # failed probes in a row before a restart

@@ -7,6 +7,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ExitInfo, ProcessDriver, ProcessHandle, SpawnRequest } from './driver.js';
 import { SignalError, SpawnError } from './errors.js';
+import { findPortHolder, type PortHolder } from './port-holder.js';
 import { isDeadState, readProcStat } from './proc.js';
 import { DEFAULT_WARM_SPARES, WarmNodeSpares, warmPlan, type SpareLog, type WarmSpareOptions } from './warm-node.js';
 
@@ -354,6 +355,10 @@ export class ChildProcessDriver implements ProcessDriver {
   isAlive(pid: number, startTicks: number): boolean {
     const stat = readProcStat(pid);
     return stat !== undefined && !isDeadState(stat.state) && stat.startTicks === startTicks;
+  }
+
+  portHolder(pgid: number, port: number): PortHolder {
+    return findPortHolder(pgid, port);
   }
 
   /** Scans /proc for a non-zombie member of the group (kill(-pgid, 0) would count zombies too). */

@@ -2,6 +2,7 @@
  * The `ProcessDriver` seam: how the supervisor starts, signals and watches OS processes.
  * The real driver uses child_process; tests use a scriptable fake.
  */
+import type { PortHolder } from './port-holder.js';
 
 export interface SpawnRequest {
   cell: string;
@@ -58,6 +59,11 @@ export interface ProcessDriver {
   isAlive(pid: number, startTicks: number): boolean;
   /** True while any process of the group led by `pgid` exists. */
   groupAlive(pgid: number): boolean;
+  /**
+   * Who holds the listener of `port` that a check of the instance led by `pgid` reached (see
+   * port-holder.ts). A driver without it: the check's word is taken as it is.
+   */
+  portHolder?(pgid: number, port: number): PortHolder;
   /** Ends what the driver itself keeps running (a warm spare); instances are left alone. */
   close?(): void;
 }

@@ -33,6 +33,7 @@ import {
 import type { ExitInfo, ProcessDriver, ProcessHandle } from './driver.js';
 import { findEscapees, findStrayInstances, isGroupOfHome, signalStray, ticksSinceBoot, type EndedInstance } from './stray.js';
 import { PortAllocator } from './ports.js';
+import { portHolderDetail } from './port-holder.js';
 
 type StartAction = Extract<Action, { type: 'start' }>;
 
@@ -696,14 +697,30 @@ export class Supervisor {
     try {
       // A cell that announced itself through the SDK is checked with the protocol ping by default.
       const check = spec.health.kind === 'process' && rec.sdk ? { ...spec.health, kind: 'ping' as const } : spec.health;
-      const result: ProbeResult =
+      let result: ProbeResult =
         check.kind === 'process'
           ? { ok: this.isRunning(rec), level: 'process', durationMs: 0 }
           : await probe({ spec: check, port: rec.port, cwd: spec.cwd, env: check.kind === 'exec' ? this.instanceEnv(spec, rec.index, rec.port) : {}, socket: rec.socket, secret: this.o.secret });
+      if (result.ok && rec.state === 'launching' && (check.kind === 'http' || check.kind === 'tcp') && check.port === '$PORT') {
+        result = this.checkPortHolder(rec, pid, result);
+      }
       this.applyProbe(key, pid, spec, result, ramp);
     } finally {
       this.probesInFlight.delete(key);
     }
+  }
+
+  /**
+   * A passing check of a launching instance on its own port counts only if the instance holds the
+   * port's listener: another program that took the port meanwhile would answer it (port-holder.ts).
+   * Not ready then; its grace runs out, and the restart finds the port taken and picks another.
+   */
+  private checkPortHolder(rec: InstanceRecord, pid: number, result: ProbeResult): ProbeResult {
+    const holder = this.o.driver.portHolder?.(pid, rec.port);
+    if (holder?.kind !== 'other') return result;
+    const detail = portHolderDetail(rec.port, holder);
+    if (rec.healthDetail !== detail) this.o.log.warn({ cell: rec.cell, instance: rec.index, port: rec.port, holder: holder.pid }, 'check answered by another program');
+    return { ok: false, level: 'socket', durationMs: result.durationMs, detail };
   }
 
   /**

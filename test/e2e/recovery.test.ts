@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, unlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqliteStore } from '../../src/store/index.js';
-import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome } from './harness.js';
+import { DB_API_MESH, MeshHarness, httpGet, waitUntil, sleep, processesOfHome, type Ps } from './harness.js';
 
 interface EventView {
   at: string;
@@ -76,6 +77,52 @@ cells:
 
   await mesh.ok(['down']);
   assert.deepEqual(processesOfHome(mesh.home), [], 'no instance and no spare left');
+});
+
+test('e2e recovery - a check answered by another program on the instance\'s port does not make it ready; the restart moves to a free port and goes ready there', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  late:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "2500" }
+    health: { http: { path: / }, interval: 200ms, grace: 20s }
+    restart: { backoff: 200ms }
+`);
+  await mesh.ok(['up', '--no-wait']);
+  const first = await waitUntil('late launching with a pid', async () => {
+    const p = (await mesh.ps()).find((x) => x.cell === 'late');
+    return p?.pid && p.port ? p : undefined;
+  });
+  // Another program takes the port before the instance binds it, and answers its check with a 200.
+  const impostor = createServer((_req, res) => res.end('impostor\n'));
+  await new Promise<void>((resolve) => impostor.listen(first.port!, '127.0.0.1', resolve));
+  try {
+    assert.equal((await httpGet(first.port!)).body, 'impostor\n');
+    type Status = { cells: { name: string; instance_list: (Ps & { health_detail: string | null })[] }[] };
+    const seen = await waitUntil('late says who holds its port', async () => {
+      const status = await mesh.json<Status>(['status', '--verbose']);
+      const p = status.cells.find((c) => c.name === 'late')!.instance_list[0];
+      return p.health_detail?.startsWith(`port ${first.port} answers`) ? p : undefined;
+    });
+    assert.equal(seen.state, 'launching', 'not ready on another program\'s answer');
+    assert.equal(seen.pid, first.pid);
+    assert.match(seen.health_detail!, new RegExp(`^port ${first.port} answers, but pid ${process.pid} \\(.*node.*\\) holds its listener, not a process of this instance$`));
+
+    // Its own listen then fails (EADDRINUSE) and it exits; the restart finds the port taken and
+    // takes another, where its own listener makes it ready.
+    const moved = await waitUntil('late ready on another port', async () => {
+      const p = (await mesh.ps()).find((x) => x.cell === 'late')!;
+      return p.state === 'ready' ? p : undefined;
+    }, 30_000);
+    assert.notEqual(moved.port, first.port);
+    assert.notEqual(moved.pid, first.pid);
+    assert.equal((await httpGet(moved.port!)).body, 'ok\n');
+    assert.equal((await httpGet(first.port!)).body, 'impostor\n', 'the other program keeps its port');
+    const log = readFileSync(join(mesh.home, 'logs/daemon.log'), 'utf8');
+    assert.match(log, /"check answered by another program"/);
+  } finally {
+    await new Promise((resolve) => impostor.close(resolve));
+  }
 });
 
 test('e2e recovery - a crash loop backs off, fails, pauses its dependents, and all recover once fixed', async () => {
