@@ -191,7 +191,8 @@ program
     endProgress();
     const healthy = result.awaited.filter((c) => !done.includes(c));
     const outcome = [healthy.length > 0 ? `healthy: ${healthy.join(', ')}` : '', done.length > 0 ? `completed: ${done.join(', ')}` : ''].filter(Boolean).join('; ');
-    process.stdout.write(`restarted: ${result.restarted.join(', ') || 'nothing'}${opts.wait && outcome ? ` (${outcome})` : ''}\n`);
+    // Without the wait the new processes may not have started yet: say what was set going.
+    process.stdout.write(`${opts.wait ? 'restarted' : 'restarting'}: ${result.restarted.join(', ') || 'nothing'}${opts.wait && outcome ? ` (${outcome})` : ''}\n`);
   });
 
 program

@@ -421,7 +421,7 @@ cells:
 `);
   await mesh.ok(['up']);
   const gatewayPort = Number(new URL((await mesh.json<Status>(['status'])).daemon.gateway!).port);
-  await mesh.ok(['restart', 'slow', '--no-wait']);
+  assert.equal(await mesh.ok(['restart', 'slow', '--no-wait']), 'restarting: slow\n');
   const held = httpGet(gatewayPort, '/slow/', 15_000);
   await sleep(500);
   await mesh.ok(['scale', 'slow', '0']);

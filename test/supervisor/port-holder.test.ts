@@ -51,6 +51,10 @@ const LISTEN = `const s = require('net').createServer().listen(0, '127.0.0.1', (
 test('port holder - a listener of the leader, of a child in its group, or of a descendant in a group of its own is the instance\'s', async (t) => {
   const own = await leader(t, LISTEN);
   assert.deepEqual(findPortHolder(own.child.pid!, Number(own.line)), { kind: 'group' });
+  // node's default listen(port): the IPv6 wildcard, dual-stack, listed in /proc/net/tcp6 only.
+  const wildcard = await leader(t, LISTEN.replace(", '127.0.0.1'", ''));
+  assert.deepEqual(findPortHolder(wildcard.child.pid!, Number(wildcard.line)), { kind: 'group' });
+  assert.equal(findPortHolder(own.child.pid!, Number(wildcard.line)).kind, 'other', 'one leader is not the holder of the other\'s port');
 
   for (const detached of [false, true]) {
     // The leader starts the listener as its child and prints the child's port.
