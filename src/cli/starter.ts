@@ -21,7 +21,7 @@ cells:
     # depends_on:         # the long form, for a one-shot job (restart policy on-failure or never):
     #   db: {}
     #   migrate: { condition: completed }   # starts once migrate has run and exited 0
-    instances: 2
+    instances: 2          # each gets its own PORT; 0 keeps the cell in the mesh with nothing running
     health:
       http: { path: / }   # 2xx on GET http://127.0.0.1:$PORT/, from a listener of this instance's own
                           # processes (docker-proxy's for \`docker run -p $PORT:80\` is not: use exec)

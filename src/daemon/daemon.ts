@@ -1163,7 +1163,8 @@ export class Daemon {
       // after `cell down`): what it waits for now, not why it stopped last.
       // Only a desired cell has dependencies here (kernel and left-over cells are given none).
       const waitingOn = desired ? dependsOn.filter((d) => !this.supervisor.dependencyMet(desired.spec, d)) : [];
-      const awaited = (d: string) => (desired?.spec.awaitsCompletionOf?.includes(d) ? `${d} (to complete)` : d);
+      const awaited = (d: string) =>
+        desired?.spec.awaitsCompletionOf?.includes(d) ? `${d} (to complete)` : this.supervisor.desiredCells.get(d)?.spec.instances === 0 ? `${d} (scaled to 0 instances)` : d;
       if (waitingOn.length > 0) reason = `waiting for ${waitingOn.map(awaited).join(', ')}`;
       else if (state === 'waiting') reason = 'starting';
     }

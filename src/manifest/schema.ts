@@ -345,7 +345,8 @@ export const cellObject = z.strictObject({
       }),
   ),
   depends_on: dependsOn.default([]),
-  instances: integer(1, 1000).default(DEFAULTS.instances),
+  // 0: the cell is in the mesh with nothing running (a `cell scale` starts it), as Nomad's count = 0.
+  instances: integer(0, 1000).default(DEFAULTS.instances),
   health: absentIfNull(health.optional()),
   restart: absentIfNull(restart.prefault({})),
   stop: absentIfNull(stopObject.prefault({})),

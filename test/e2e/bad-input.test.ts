@@ -31,7 +31,7 @@ const BAD_MANIFESTS: BadManifest[] = [
   { kind: 'unknown-cell-key-typo', text: 'cells:\n  db:\n    run: node x\n    helth: { tcp: {} }\n', line: 4, key: 'cells.db.helth', says: '(did you mean "health"?)' },
   { kind: 'missing-run', text: 'cells:\n  db:\n    instances: 2\n', line: 2, key: 'cells.db.run', says: 'required key is missing' },
   { kind: 'instances-wrong-type', text: 'cells:\n  db:\n    run: node x\n    instances: two\n', line: 4, key: 'cells.db.instances', says: 'expected an integer, got "two"' },
-  { kind: 'instances-zero', text: 'cells:\n  db:\n    run: node x\n    instances: 0\n', line: 4, key: 'cells.db.instances', says: 'must be at least 1, got 0' },
+  { kind: 'instances-negative', text: 'cells:\n  db:\n    run: node x\n    instances: -1\n', line: 4, key: 'cells.db.instances', says: 'must be at least 0, got -1' },
   { kind: 'instances-too-many', text: 'cells:\n  db:\n    run: node x\n    instances: 5000\n', line: 4, key: 'cells.db.instances', says: 'must be at most 1000, got 5000' },
   {
     kind: 'unknown-dependency',

@@ -9,7 +9,7 @@ import { dynamicPortRange } from '../../src/supervisor/ports.js';
 
 interface Status {
   daemon: { pid: number; gateway: string | null };
-  cells: { name: string; kind: string; state: string; version: string; latest_version: string; outdated: boolean; reason: string | null; restarts: number }[];
+  cells: { name: string; kind: string; state: string; version: string; latest_version: string; outdated: boolean; reason: string | null; restarts: number; instances: number; ready: number }[];
 }
 
 test('e2e commands - the version loop notices changed sources; restart runs the new version', async () => {
@@ -649,6 +649,30 @@ cells:
   }
   await mesh.ok(['restart', 'app']);
   assert.equal((await mesh.ps()).find((p) => p.cell === 'app')!.restarts, 1, 'cell restart is counted');
+});
+
+test('e2e commands - instances: 0 in the manifest: the cell is in the mesh with nothing running, its dependents wait for it by name, and a scale starts it', async () => {
+  await using mesh = new MeshHarness(`
+cells:
+  spare:
+    run: node fixtures/service.mjs
+    instances: 0
+    health: { http: { path: / }, interval: 200ms }
+  web:
+    run: node fixtures/service.mjs
+    depends_on: [spare]
+    health: { http: { path: / }, interval: 200ms }
+`);
+  const up = await mesh.cell(['up', '--timeout', '2s']);
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(up.stderr, /^cell: not healthy after 2s: web \(waiting: waiting for spare \(scaled to 0 instances\)\)$/m);
+  const status = await mesh.json<Status>(['status']);
+  const spare = status.cells.find((c) => c.name === 'spare')!;
+  assert.deepEqual([spare.state, spare.instances, spare.ready, spare.reason], ['stopped', 0, 0, 'scaled to 0 instances']);
+  assert.deepEqual((await mesh.ps()).filter((p) => p.cell !== 'gateway').map((p) => p.cell), [], 'nothing runs');
+
+  assert.match(await mesh.ok(['scale', 'spare', '1']), /^spare scaled to 1 instance, all healthy$/m);
+  await waitUntil('web ready once spare is', async () => (await mesh.ps()).find((p) => p.cell === 'web' && p.state === 'ready'));
 });
 
 test('e2e commands - a scale that a later up replaces does not claim its count', async () => {

@@ -167,9 +167,9 @@ test('manifest errors - numbers out of range', () => {
     `cells:
   web:
     run: x
-    instances: 0
+    instances: -1
 `,
-    { key: 'cells.web.instances', line: 4, says: 'must be at least 1, got 0' },
+    { key: 'cells.web.instances', line: 4, says: 'must be at least 0, got -1' },
   );
   expectManifestError(
     `cells:
