@@ -95,7 +95,10 @@ cells:
   });
   // Another program takes the port before the instance binds it, and answers its check with a 200.
   const impostor = createServer((_req, res) => res.end('impostor\n'));
-  await new Promise<void>((resolve) => impostor.listen(first.port!, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    impostor.once('error', reject);
+    impostor.listen(first.port!, '127.0.0.1', resolve);
+  });
   try {
     assert.equal((await httpGet(first.port!)).body, 'impostor\n');
     type Status = { cells: { name: string; instance_list: (Ps & { health_detail: string | null })[] }[] };
