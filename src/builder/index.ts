@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { SourceHasher } from './version.js';
 import type { CellSpec } from '../manifest/index.js';
 
@@ -57,8 +58,10 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
   if (!command) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const fd = openSync(logFile, 'a');
+    // Every process of this build carries the marker, in its own group or not (setsid).
+    const marker = `${BUILD_MARKER_VAR}=${randomUUID()}`;
     // Its own process group: a build that hangs is stopped whole (the shell and what it ran).
-    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env, stdio: ['ignore', fd, fd], detached: true });
+    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env: { ...env, [BUILD_MARKER_VAR]: marker.slice(BUILD_MARKER_VAR.length + 1) }, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
     let timedOut = false;
     const timeoutMs = spec.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
@@ -94,8 +97,37 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
       // What the build left running in its group (a `&` child, or all of it when its shell was
       // killed alone) ends with it: a build is over when its command is.
       stopGroup('SIGKILL');
+      // A build the daemon stopped (build_timeout, `cell down`) is stopped whole: also what left
+      // its group (setsid), found by the marker. One that ended by itself keeps those (a build
+      // server such as bazel's or gradle's is meant to outlive it).
+      if (timedOut || signal?.aborted) killMarked(marker);
       if (code === 0 && !timedOut) resolve();
       else reject(new BuildError(spec.name, command, code, logFile, undefined, exitSignal, timedOut ? timeoutMs : null));
     });
   });
+}
+
+/** Marks the processes of one build in their environment, so that none outlives it. */
+export const BUILD_MARKER_VAR = 'CELL_BUILD_ID';
+
+/**
+ * SIGKILLs every process whose environment holds `marker` (NAME=value): what a build started and
+ * moved out of its process group. A scan of /proc, once per build that ended.
+ */
+function killMarked(marker: string): void {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').split('\0').includes(marker)) process.kill(Number(name), 'SIGKILL');
+    } catch {
+      // Gone, or another user's.
+    }
+  }
 }

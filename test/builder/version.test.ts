@@ -250,6 +250,36 @@ test('builder - a build past its build_timeout is stopped whole (its shell and w
   assert.deepEqual(liveMembersOf(group), []);
 });
 
+test('builder - a build stopped at its build_timeout takes along what it moved out of its group (setsid); a build that ended by itself leaves such a server running', async () => {
+  using t = tree({});
+  const alive = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    } catch {
+      return false;
+    }
+  };
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const hung = { ...fake.cell('hung'), cwd: t.dir, build: 'setsid sleep 30 & echo $! > escapee; sleep 30', buildTimeoutMs: 500 };
+  await assert.rejects(runBuild(hung, join(t.dir, 'hung.log'), env), (err: Error) => err instanceof BuildError && err.timeoutMs === 500);
+  const escapee = Number(readFileSync(join(t.dir, 'escapee'), 'utf8'));
+  assert.ok(escapee > 0);
+  await sleep(100);
+  assert.equal(alive(escapee), false, 'the setsid child of a stopped build is gone');
+
+  // The sleep gives setsid time to leave the group before the group's kill at the build's end.
+  const done = { ...fake.cell('done'), cwd: t.dir, build: 'setsid sleep 30 > /dev/null 2>&1 & echo $! > server; sleep 0.3' };
+  await runBuild(done, join(t.dir, 'done.log'), env);
+  const server = Number(readFileSync(join(t.dir, 'server'), 'utf8'));
+  try {
+    await sleep(100);
+    assert.equal(alive(server), true, 'a build that ended by itself keeps what it left outside its group');
+  } finally {
+    process.kill(server, 'SIGKILL');
+  }
+});
+
 test('builder - how many files the globs matched is known after a version, none included', async () => {
   using t = tree({ 'a.js': 'a', 'b.js': 'b' });
   const hasher = new SourceHasher();
