@@ -119,6 +119,8 @@ function sleep(clock: Clock, ms: number): Promise<void> {
  */
 export class Supervisor {
   private desired: Desired = { cells: new Map() };
+  /** The last spec of each cell a later setDesired left out: its launching orphans are probed with it. */
+  private readonly removedSpecs = new Map<string, CellSpec>();
   private readonly records = new Map<string, InstanceRecord>();
   private readonly handles = new Map<string, ProcessHandle>();
   private readonly probeTimers = new Map<string, () => void>();
@@ -225,6 +227,8 @@ export class Supervisor {
 
   /** Replaces the desired state; instances are started, paused or stopped by the next tick. */
   setDesired(desired: Desired): void {
+    for (const [name, cell] of this.desired.cells) if (!desired.cells.has(name)) this.removedSpecs.set(name, cell.spec);
+    for (const name of desired.cells.keys()) this.removedSpecs.delete(name);
     this.desired = desired;
     this.requestTick();
   }
@@ -751,7 +755,10 @@ export class Supervisor {
   /** The instance to probe now, or undefined (and its probing stopped) when there is none. */
   private probeTarget(key: string): { rec: InstanceRecord; spec: CellSpec; pid: number } | undefined {
     const rec = this.records.get(key);
-    const spec = rec ? this.desired.cells.get(rec.cell)?.spec : undefined;
+    // An orphan (its cell left the manifest) that was launching is still probed until it is ready,
+    // with its last spec: it runs on until `cell prune`, and never got ready otherwise. A ready
+    // orphan is not probed, as before.
+    const spec = rec ? (this.desired.cells.get(rec.cell)?.spec ?? (rec.state === 'launching' ? this.removedSpecs.get(rec.cell) : undefined)) : undefined;
     if (!rec || !spec || rec.pid === null || (rec.state !== 'launching' && rec.state !== 'ready')) {
       this.probeTimers.delete(key);
       this.leaveRound(key);

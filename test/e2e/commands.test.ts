@@ -675,6 +675,29 @@ cells:
   await waitUntil('web ready once spare is', async () => (await mesh.ps()).find((p) => p.cell === 'web' && p.state === 'ready'));
 });
 
+test('e2e commands - a cell that leaves the manifest while it is starting still gets ready, and runs on until a prune', async () => {
+  const base = `
+cells:
+  api:
+    run: node fixtures/service.mjs
+    health: { http: { path: / }, interval: 200ms }
+`;
+  await using mesh = new MeshHarness(`${base}  late:
+    run: node fixtures/slow-ready.mjs
+    env: { READY_AFTER_MS: "1500" }
+    health: { http: { path: / }, interval: 200ms }
+`);
+  await mesh.ok(['up', '--no-wait']);
+  await waitUntil('late launching', async () => (await mesh.ps()).find((p) => p.cell === 'late' && p.state === 'launching' && p.pid));
+  await mesh.ok(['-f', mesh.writeManifest(base, 'less.yaml'), 'up']);
+  const late = await waitUntil('the orphan late ready', async () => (await mesh.ps()).find((p) => p.cell === 'late' && p.state === 'ready'));
+  assert.equal((await httpGet(late.port!)).body, 'ok\n');
+  const status = await mesh.json<{ cells: { name: string; orphan?: boolean; reason: string | null }[] }>(['status']);
+  assert.deepEqual(status.cells.filter((c) => c.name === 'late').map((c) => [c.orphan, c.reason]), [[true, 'not in the manifest (cell prune stops it)']]);
+  await mesh.ok(['prune']);
+  assert.equal((await mesh.ps()).find((p) => p.cell === 'late'), undefined);
+});
+
 test('e2e commands - a scale that a later up replaces does not claim its count', async () => {
   await using mesh = new MeshHarness(`
 cells:
