@@ -59,9 +59,9 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
   return new Promise((resolve, reject) => {
     const fd = openSync(logFile, 'a');
     // Every process of this build carries the marker, in its own group or not (setsid).
-    const marker = `${BUILD_MARKER_VAR}=${randomUUID()}`;
+    const buildId = randomUUID();
     // Its own process group: a build that hangs is stopped whole (the shell and what it ran).
-    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env: { ...env, [BUILD_MARKER_VAR]: marker.slice(BUILD_MARKER_VAR.length + 1) }, stdio: ['ignore', fd, fd], detached: true });
+    const child = spawn('/bin/sh', ['-c', command], { cwd: spec.cwd, env: { ...env, [BUILD_MARKER_VAR]: buildId }, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
     let timedOut = false;
     const timeoutMs = spec.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
@@ -100,19 +100,19 @@ export function runBuild(spec: CellSpec, logFile: string, env: Record<string, st
       // A build the daemon stopped (build_timeout, `cell down`) is stopped whole: also what left
       // its group (setsid), found by the marker. One that ended by itself keeps those (a build
       // server such as bazel's or gradle's is meant to outlive it).
-      if (timedOut || signal?.aborted) killMarked(marker);
+      if (timedOut || signal?.aborted) killMarked(`${BUILD_MARKER_VAR}=${buildId}`);
       if (code === 0 && !timedOut) resolve();
       else reject(new BuildError(spec.name, command, code, logFile, undefined, exitSignal, timedOut ? timeoutMs : null));
     });
   });
 }
 
-/** Marks the processes of one build in their environment, so that none outlives it. */
+/** Marks the processes of one build in their environment, so that none outlives its stop. */
 export const BUILD_MARKER_VAR = 'CELL_BUILD_ID';
 
 /**
  * SIGKILLs every process whose environment holds `marker` (NAME=value): what a build started and
- * moved out of its process group. A scan of /proc, once per build that ended.
+ * moved out of its process group. A scan of /proc, once per build the daemon stopped.
  */
 function killMarked(marker: string): void {
   let names: string[];
