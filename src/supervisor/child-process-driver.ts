@@ -3,12 +3,12 @@
  * writing straight into its log file. Linux only (it reads /proc).
  */
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ExitInfo, ProcessDriver, ProcessHandle, SpawnRequest } from './driver.js';
 import { SignalError, SpawnError } from './errors.js';
 import { findPortHolder, type PortHolder } from './port-holder.js';
-import { isDeadState, readProcStat } from './proc.js';
+import { isDeadState, processIds, readProcStat } from './proc.js';
 import { DEFAULT_WARM_SPARES, WarmNodeSpares, warmPlan, type SpareLog, type WarmSpareOptions } from './warm-node.js';
 
 /** How often an adopted process (not our child, so no 'exit' event) is checked for being gone. */
@@ -370,16 +370,8 @@ export class ChildProcessDriver implements ProcessDriver {
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ESRCH') return false;
     }
-    let entries: string[];
-    try {
-      entries = readdirSync('/proc');
-    } catch {
-      return false;
-    }
-    for (const name of entries) {
-      const c = name.charCodeAt(0);
-      if (c < 48 || c > 57) continue;
-      const stat = readProcStat(Number(name));
+    for (const pid of processIds()) {
+      const stat = readProcStat(pid);
       if (stat && stat.pgrp === pgid && !isDeadState(stat.state)) return true;
     }
     return false;

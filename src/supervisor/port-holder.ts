@@ -12,7 +12,7 @@
  * it when one of its /proc/<pid>/fd links reads `socket:[inode]`.
  */
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
-import { isDeadState, readProcStat } from './proc.js';
+import { isDeadState, processIds, readProcStat } from './proc.js';
 
 export type PortHolder =
   /** A process of the instance (its group, or a descendant) holds the listener. */
@@ -26,19 +26,25 @@ const TCP_TABLES = ['/proc/net/tcp', '/proc/net/tcp6'];
 const LISTEN = '0A';
 
 /**
- * The socket inodes listening on `port` (any address) in the tables' text. A line is
- * `sl local_address rem_address st ... uid timeout inode ...`, addresses as `HEXADDR:HEXPORT`.
+ * The socket inode of one line of a table when it is a listener of `port`, else undefined. A line
+ * is `sl local_address rem_address st ... uid timeout inode ...`, addresses as `HEXADDR:HEXPORT`.
+ * `listening` is false for a line that is no listener at all (the listeners come first).
  */
+function listenerOf(line: string, port: number): { listening: boolean; inode?: string } {
+  const fields = line.trim().split(/\s+/);
+  if (fields.length < 10 || fields[3] !== LISTEN) return { listening: false };
+  const local = fields[1];
+  const colon = local.lastIndexOf(':');
+  if (colon < 0 || parseInt(local.slice(colon + 1), 16) !== port || fields[9] === '0') return { listening: true };
+  return { listening: true, inode: fields[9] };
+}
+
+/** The socket inodes listening on `port` (any address) in a table's text, header line first. */
 export function parseListenerInodes(tableText: string, port: number): string[] {
   const inodes: string[] = [];
-  const lines = tableText.split('\n');
-  for (let i = 1; i < lines.length; i++) {
-    const fields = lines[i].trim().split(/\s+/);
-    if (fields.length < 10 || fields[3] !== LISTEN) continue;
-    const local = fields[1];
-    const colon = local.lastIndexOf(':');
-    if (colon < 0 || parseInt(local.slice(colon + 1), 16) !== port) continue;
-    if (fields[9] !== '0') inodes.push(fields[9]);
+  for (const line of tableText.split('\n').slice(1)) {
+    const inode = listenerOf(line, port).inode;
+    if (inode !== undefined) inodes.push(inode);
   }
   return inodes;
 }
@@ -85,9 +91,9 @@ function readListeners(table: string, port: number): string[] {
           header = false;
           continue;
         }
-        const fields = line.trim().split(/\s+/);
-        if (fields[3] !== LISTEN) return found;
-        found.push(...parseListenerInodes(`\n${line}`, port));
+        const { listening, inode } = listenerOf(line, port);
+        if (!listening) return found;
+        if (inode !== undefined) found.push(inode);
       }
       if (found.length > 0) return found;
     }
@@ -118,16 +124,6 @@ function holdsOneOf(pid: number, inodes: Set<string>): boolean | undefined {
   return false;
 }
 
-function processIds(): number[] {
-  try {
-    return readdirSync('/proc')
-      .filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
 function commandLine(pid: number): string | null {
   try {
     const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
@@ -151,12 +147,12 @@ export function findPortHolder(pgid: number, port: number): PortHolder {
   let unreadable = leader === undefined;
   const pids = processIds();
   const parentOf = new Map<number, number>();
-  const members: number[] = [];
+  const groupOf = new Map<number, number>();
   for (const pid of pids) {
     const stat = readProcStat(pid);
     if (!stat || isDeadState(stat.state)) continue;
     parentOf.set(pid, stat.ppid);
-    if (pid !== pgid && stat.pgrp === pgid) members.push(pid);
+    groupOf.set(pid, stat.pgrp);
   }
   const descends = (pid: number): boolean => {
     for (let p = parentOf.get(pid), hops = 0; p !== undefined && p > 1 && hops < 64; p = parentOf.get(p), hops++) {
@@ -164,7 +160,7 @@ export function findPortHolder(pgid: number, port: number): PortHolder {
     }
     return false;
   };
-  for (const pid of parentOf.keys()) if (pid !== pgid && !members.includes(pid) && descends(pid)) members.push(pid);
+  const members = [...parentOf.keys()].filter((pid) => pid !== pgid && (groupOf.get(pid) === pgid || descends(pid)));
   for (const pid of members) {
     const holds = holdsOneOf(pid, inodes);
     if (holds === true) return { kind: 'group' };

@@ -4,7 +4,7 @@
  * instead of throwing when a process is gone, since processes vanish between any two reads.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { arch, endianness } from 'node:os';
 
 export interface ProcStat {
@@ -51,6 +51,22 @@ export function readProcStat(pid: number): ProcStat | undefined {
     return undefined;
   }
   return parseProcStat(text);
+}
+
+/** The pids of every process /proc lists now (none when /proc cannot be read). */
+export function processIds(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const name of names) {
+    const c = name.charCodeAt(0);
+    if (c >= 48 && c <= 57) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** True for states of a process that has finished running: zombie (Z) or dead (X). */

@@ -1,6 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { instanceProcessesOfHome } from '../api/index.js';
-import { clockTicksPerSecond, isDeadState, readProcStat } from './proc.js';
+import { clockTicksPerSecond, isDeadState, processIds, readProcStat } from './proc.js';
 
 /**
  * Processes that carry our `CELL_HOME` and a `CELL_INSTANCE` in their environment but that no
@@ -19,12 +19,11 @@ export function findStrayInstances(home: string, trackedGroups: Set<number>): { 
  */
 export function isGroupOfHome(pgid: number, home: string): boolean {
   const homeVar = `CELL_HOME=${home}`;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = readProcStat(Number(name));
+  for (const pid of processIds()) {
+    const stat = readProcStat(pid);
     if (!stat || stat.pgrp !== pgid || isDeadState(stat.state)) continue;
     try {
-      if (readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(homeVar)) return true;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(homeVar)) return true;
     } catch {
       // Gone meanwhile, or not ours to read.
     }
