@@ -165,7 +165,9 @@ export function reconcile(desired: Desired, observed: Map<string, InstanceRecord
     const cell = desired.cells.get(rec.cell);
     if (!cell || rec.index >= cell.spec.instances) continue;
     if (rec.state === 'ready') servingKept.add(rec.cell);
-    else if (rec.state === 'launching' || rec.state === 'backoff' || (rec.state === 'stopped' && !rec.hold)) comingKept.add(rec.cell);
+    // Draining: a kept instance is only drained to be replaced (a restart, a new version, a
+    // failed check); a down stops the whole mesh anyway.
+    else if (rec.state === 'launching' || rec.state === 'backoff' || rec.state === 'draining' || (rec.state === 'stopped' && !rec.hold)) comingKept.add(rec.cell);
   }
   for (const rec of observed.values()) {
     const cell = desired.cells.get(rec.cell);

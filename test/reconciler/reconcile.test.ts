@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   backoffDelay,
+  draining,
   exitedUnexpectedly,
   instanceKey,
   launched,
@@ -346,6 +347,23 @@ test('reconciler - a scale-down keeps a ready extra instance while the kept ones
   assert.deepEqual(stops(w.step()), [], 'api/1 and api/2 keep serving while api/0 starts');
   w.healthy.add('api');
   w.step();
+  assert.equal(w.state('api', 0), 'ready');
+  assert.deepEqual(stops(w.step()), ['api/1', 'api/2'], 'stopped once api/0 serves');
+});
+
+test('reconciler - a scale-down keeps a ready extra instance while a kept one is draining to be replaced (the first step of a roll), then stops it', () => {
+  const w = new World(fake.desired(fake.cell('api', { instances: 3 })));
+  w.healthy.add('api');
+  w.settle();
+  // `cell restart` drains api/0 before its stop and start; a scale to 1 comes meanwhile.
+  const key = instanceKey('api', 0);
+  w.observed.set(key, draining(w.observed.get(key)!, 'restart requested', w.clock.now()));
+  w.desired.cells.get('api')!.spec.instances = 1;
+  const stops = (actions: Action[]) => actions.filter((a) => a.type === 'stop').map((a) => `${a.cell}/${a.index}`);
+  assert.deepEqual(stops(w.step()), [], 'api/1 and api/2 keep serving while api/0 is replaced');
+  // Its new process starts (launching) and passes its check.
+  w.observed.set(key, resumed(w.observed.get(key)!, w.clock.now()));
+  assert.deepEqual(stops(w.step()), [], 'api/0 starting again: still coming');
   assert.equal(w.state('api', 0), 'ready');
   assert.deepEqual(stops(w.step()), ['api/1', 'api/2'], 'stopped once api/0 serves');
 });
